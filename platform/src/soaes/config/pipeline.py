@@ -1,0 +1,14 @@
+"""The discriminated union of every pipeline config, keyed by ``kind``."""
+
+from __future__ import annotations
+
+from typing import Annotated, Union
+
+from pydantic import Field
+
+from soaes.config.data import DataCPTConfig, DataSFTConfig
+
+_MODELS = [DataCPTConfig, DataSFTConfig]
+
+PipelineConfig = Annotated[Union[tuple(_MODELS)], Field(discriminator="kind")]  # noqa: UP007
+PIPELINE_KINDS: list[str] = [m.model_fields["kind"].default for m in _MODELS]

@@ -1,0 +1,90 @@
+"""Config system: strict + frozen models, overrides, errors that name the field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from soaes.config.loader import (
+    ConfigError,
+    apply_overrides,
+    config_hash,
+    load_config,
+    save_resolved,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+TINY = ROOT / "pipelines" / "data_cpt_tiny.yaml"
+
+
+def _write(tmp_path: Path, data: dict) -> Path:
+    p = tmp_path / "p.yaml"
+    p.write_text(yaml.safe_dump(data, allow_unicode=True))
+    return p
+
+
+def test_unknown_key_is_rejected_with_path(tmp_path):
+    data = yaml.safe_load(TINY.read_text())
+    data["mix"]["ratoi"] = 1
+    with pytest.raises(ConfigError, match=r"mix\.ratoi: Extra inputs are not permitted"):
+        load_config(_write(tmp_path, data))
+
+
+def test_wrong_type_names_the_field(tmp_path):
+    data = yaml.safe_load(TINY.read_text())
+    data["seq_len"] = "long"
+    with pytest.raises(ConfigError, match=r"seq_len: Input should be a valid integer"):
+        load_config(_write(tmp_path, data))
+
+
+def test_nested_list_field_is_named(tmp_path):
+    data = yaml.safe_load(TINY.read_text())
+    data["sources"][1]["max_docs"] = -3
+    with pytest.raises(ConfigError, match=r"sources\.1\.max_docs"):
+        load_config(_write(tmp_path, data))
+
+
+def test_unknown_kind_is_rejected(tmp_path):
+    with pytest.raises(ConfigError, match="kind"):
+        load_config(_write(tmp_path, {"kind": "nope", "name": "x"}))
+
+
+def test_overrides_apply_and_are_typed():
+    cfg = load_config(TINY, ["seq_len=64", "mix.ratio.domain=2.5", "sources.0.max_docs=10"])
+    assert cfg.seq_len == 64
+    assert cfg.mix.ratio["domain"] == 2.5
+    assert cfg.sources[0].max_docs == 10
+
+
+def test_bad_override_is_a_config_error():
+    with pytest.raises(ConfigError, match="expected key.path=value"):
+        load_config(TINY, ["seq_len"])
+    with pytest.raises(ConfigError, match=r"sources\.9: list index out of range"):
+        load_config(TINY, ["sources.9.max_docs=1"])
+    with pytest.raises(ConfigError, match="seq_len: Input should be greater than or equal to 8"):
+        load_config(TINY, ["seq_len=2"])
+
+
+def test_cross_field_validation_names_the_problem():
+    with pytest.raises(ConfigError, match=r"mix\.ratio names groups with no source: \['legal'\]"):
+        load_config(TINY, ["mix.ratio={legal: 1}"])
+
+
+def test_config_is_frozen_and_hash_is_stable(tmp_path):
+    a = load_config(TINY)
+    with pytest.raises(ValidationError):
+        a.seq_len = 1  # type: ignore[misc]
+    assert config_hash(a) == config_hash(load_config(TINY))
+    assert config_hash(a) != config_hash(load_config(TINY, ["seq_len=64"]))
+    out = save_resolved(a, tmp_path / "run")
+    saved = yaml.safe_load(out.read_text())
+    assert saved["config_hash"] == config_hash(a) and saved["seq_len"] == a.seq_len
+
+
+def test_apply_overrides_does_not_mutate_input():
+    data = {"a": {"b": 1}}
+    assert apply_overrides(data, ["a.b=2", "a.c=[1, 2]"]) == {"a": {"b": 2, "c": [1, 2]}}
+    assert data == {"a": {"b": 1}}
