@@ -16,9 +16,9 @@ def test_no_init_in_platform_folder():
 
 def test_stdlib_platform_imports_with_repo_root_first():
     code = (
-        "import sys; sys.path.insert(0, %r); import platform; "
+        f"import sys; sys.path.insert(0, {str(ROOT)!r}); import platform; "
         "assert hasattr(platform, 'python_version'), platform.__file__; "
-        "print(platform.__file__)" % str(ROOT)
+        f"print(platform.__file__)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0, out.stderr

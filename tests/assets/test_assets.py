@@ -49,7 +49,7 @@ def test_missing_member_fails_and_leaves_nothing(tmp_cache, monkeypatch):
 
 def test_fetch_is_atomic_and_rerun_is_noop(tmp_cache):
     path = fetch_mod.fetch("chatterbot")
-    assert (path / "ASSET.json").is_file() and (path / "money.yml").is_file()
+    assert (path / "ASSET.json").is_file() and (path / "chinese" / "money.yml") and (path / "english" / "money.yml").is_file()
     mtime = (path / "ASSET.json").stat().st_mtime_ns
     assert fetch_mod.fetch("chatterbot") == path
     assert (path / "ASSET.json").stat().st_mtime_ns == mtime

@@ -109,11 +109,18 @@ def _match(name: str, patterns: list[str]) -> bool:
 
 
 def extract(spec: AssetSpec, archive: Path, out: Path) -> list[str]:
-    """Extract only the spec's members into ``out`` (flattened to their base names)."""
+    """Extract only the spec's members into ``out``.
+
+    Paths are kept relative to the deepest folder all member patterns share, so
+    ``data/chinese/*`` and ``data/english/*`` land in ``chinese/`` and ``english/``, while a
+    single member lands directly in ``out``.
+    """
     found: list[str] = []
+    root = os.path.commonpath([os.path.dirname(p) for p in spec.members])
 
     def put(name: str, data: bytes) -> None:
-        target = out / Path(name).name
+        target = out / os.path.relpath(name, root) if root else out / name
+        target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
         found.append(name)
 

