@@ -20,6 +20,14 @@ RUNNERS: dict[str, str] = {
     "data_sft": "soaes.data.sft:run_sft_data",
 }
 
+# `soaes bench NAME [args…]`: NAME -> "module:function"; the function takes argv (list[str])
+# and returns an exit code. Each benchmark prints ratios measured side by side in one run.
+BENCHES: dict[str, str] = {}
+
+# Further subcommands: name -> "module:function"; the function is called with the argparse
+# subparsers object and adds its own parser (with set_defaults(func=...)).
+COMMANDS: dict[str, str] = {}
+
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from soaes.config.loader import config_dict, config_hash, load_config
@@ -69,6 +77,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.name not in BENCHES:
+        print(f"error: unknown benchmark {args.name!r}; have: {', '.join(sorted(BENCHES))}",
+              file=sys.stderr)
+        return 2
+    module, func = BENCHES[args.name].split(":")
+    return int(getattr(importlib.import_module(module), func)(args.bench_args) or 0)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``soaes`` command."""
     p = argparse.ArgumentParser(prog="soaes", description=__doc__.splitlines()[0])
@@ -92,6 +109,16 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("action", choices=["list", "resolve"])
     models.add_argument("handles", nargs="*", help="e.g. tiny/target smollm2/base")
     models.set_defaults(func=_cmd_models)
+
+    bench = sub.add_parser("bench", help="benchmarks that print side-by-side ratios",
+                           description="benchmarks: " + ", ".join(sorted(BENCHES)))
+    bench.add_argument("name", help="benchmark name")
+    bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="its own arguments")
+    bench.set_defaults(func=_cmd_bench)
+
+    for module_func in COMMANDS.values():
+        module, func = module_func.split(":")
+        getattr(importlib.import_module(module), func)(sub)
     return p
 
 
