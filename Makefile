@@ -18,8 +18,7 @@ assets: setup  ## fetch + verify + convert every asset of shared/DATA.md
 	$(VENV)/bin/soaes assets fetch
 
 test: assets  ## the test suite (what .ci/run calls)
-	$(PY) -m pytest -q -m "not heavy" tests
-	$(PY) -m pytest -q -m heavy tests
+	$(PY) -m pytest -q tests
 
 demo: assets  ## the demo pipeline on an embedded local Ray with real data and SmolLM2-135M
 	$(VENV)/bin/soaes run pipelines/full_demo.yaml

@@ -84,6 +84,10 @@ def download(spec: AssetSpec, dest: Path) -> Path:
             cmd = ["apt-get", "download", f"{spec.package}={spec.version}"]
         log.info("downloading %s: %s", spec.name, " ".join(cmd))
         res = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
+        if res.returncode != 0 and spec.registry == "debian":
+            # A fresh machine may have no package lists yet: refresh them once and retry.
+            subprocess.run(["apt-get", "update", "-qq"], capture_output=True, text=True)
+            res = subprocess.run(cmd, cwd=tmp, capture_output=True, text=True)
         got = Path(tmp) / spec.filename
         if res.returncode != 0 or not got.is_file():
             raise AssetError(
