@@ -18,6 +18,7 @@ import yaml
 RUNNERS: dict[str, str] = {
     "data_cpt": "soaes.data.pipeline:run_cpt_data",
     "data_sft": "soaes.data.sft:run_sft_data",
+    "eval": "soaes.eval.runner:run_eval",
 }
 
 # `soaes bench NAME [args…]`: NAME -> "module:function"; the function takes argv (list[str])
@@ -26,7 +27,9 @@ BENCHES: dict[str, str] = {}
 
 # Further subcommands: name -> "module:function"; the function is called with the argparse
 # subparsers object and adds its own parser (with set_defaults(func=...)).
-COMMANDS: dict[str, str] = {}
+COMMANDS: dict[str, str] = {
+    "eval": "soaes.eval.command:add_eval_command",
+}
 
 
 def _cmd_run(args: argparse.Namespace) -> int:

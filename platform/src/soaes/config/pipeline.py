@@ -7,8 +7,9 @@ from typing import Annotated, Union
 from pydantic import Field
 
 from soaes.config.data import DataCPTConfig, DataSFTConfig
+from soaes.config.eval import EvalConfig
 
-_MODELS = [DataCPTConfig, DataSFTConfig]
+_MODELS = [DataCPTConfig, DataSFTConfig, EvalConfig]
 
 PipelineConfig = Annotated[Union[tuple(_MODELS)], Field(discriminator="kind")]  # noqa: UP007
 PIPELINE_KINDS: list[str] = [m.model_fields["kind"].default for m in _MODELS]

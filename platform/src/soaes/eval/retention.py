@@ -1,0 +1,252 @@
+"""General-capability retention: MMLU by option log-likelihood, held-out perplexity, ratios.
+
+MMLU (asset ``mmlu``): 14,044 rows, 2 of them a stray header (``correct_answer ==
+"answer"``) that is dropped. A fixed subset takes ``n`` questions per subject with a seeded
+RNG per subject, so adding subjects or changing ``n`` for one never reshuffles the others.
+Each question is scored by the log-likelihood of its four options (no generation): the
+option with the highest log p(option | prompt) is the model's answer.
+
+Perplexity is measured on held-out general (and domain) text: the last documents of a
+built-in source, or the CPT data pipeline's packed validation blocks.
+
+Retention = after / before, with a paired bootstrap confidence interval over items.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+from soaes.eval.loglik import continuation_logprobs, sequence_nll
+from soaes.eval.metrics import paired_bootstrap_ratio
+
+log = logging.getLogger(__name__)
+
+LETTERS = ("A", "B", "C", "D")
+
+
+def load_mmlu(path: str | Path | None = None) -> list[dict]:
+    """Load MMLU rows as ``{id, question, choices[4], answer (0-3), topic}``.
+
+    Rows whose ``correct_answer`` is not A-D (the 2 stray header rows) are dropped and
+    counted in the log. ``id`` is the row's line number, a stable key across runs.
+    """
+    if path is None:
+        from soaes.assets.fetch import require
+
+        path = require("mmlu") / "mmlu.jsonl"
+    rows, dropped = [], 0
+    with open(path, encoding="utf-8") as f:
+        for i, line in enumerate(f):
+            r = json.loads(line)
+            if r.get("correct_answer") not in LETTERS:
+                dropped += 1
+                continue
+            rows.append(
+                {
+                    "id": i,
+                    "question": r["question"],
+                    "topic": r["topic"],
+                    "choices": [str(r[f"answer_{x.lower()}"]) for x in LETTERS],
+                    "answer": LETTERS.index(r["correct_answer"]),
+                }
+            )
+    log.info("mmlu: %d rows, %d dropped (correct_answer not A-D)", len(rows), dropped)
+    return rows
+
+
+def stratified_subset(rows: Sequence[dict], n_per_subject: int, seed: int = 0) -> list[dict]:
+    """``n_per_subject`` rows of every topic (all of a smaller one), seeded, sorted by id."""
+    by_topic: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        by_topic[r["topic"]].append(r)
+    out = []
+    for topic in sorted(by_topic):
+        pool = sorted(by_topic[topic], key=lambda r: r["id"])
+        rng = random.Random(f"{seed}:{topic}")
+        out.extend(rng.sample(pool, min(n_per_subject, len(pool))))
+    return sorted(out, key=lambda r: r["id"])
+
+
+def mmlu_pairs(item: dict, scoring: str = "option") -> list[tuple[str, str]]:
+    """The four (context, continuation) pairs whose log-likelihoods decide an item.
+
+    ``option``: the question, then `` <option text>`` (options not listed; lm-eval's
+    continuation style, informative for small models). ``letter``: the question with its
+    options listed as A-D, then `` A`` … `` D`` (the classic MMLU prompt).
+    """
+    head = f"The following is a multiple choice question about {item['topic']}.\n\n{item['question']}\n"
+    if scoring == "option":
+        return [(head + "Answer:", " " + c) for c in item["choices"]]
+    if scoring == "letter":
+        listed = "".join(f"{x}. {c}\n" for x, c in zip(LETTERS, item["choices"], strict=True))
+        return [(head + listed + "Answer:", " " + x) for x in LETTERS]
+    raise ValueError(f"scoring {scoring!r}: expected 'option' or 'letter'")
+
+
+def score_mmlu(
+    model,
+    tokenizer,
+    items: Sequence[dict],
+    scoring: str = "option",
+    batch_size: int = 4,
+    max_len: int = 1024,
+) -> list[dict]:
+    """Per item: the four option log-likelihoods, the predicted index and correctness.
+
+    Returns:
+        ``[{id, topic, answer, pred, correct (0/1), logprobs[4], p_correct}]`` where
+        ``p_correct`` is the softmax over the four options' log-likelihoods at the answer.
+    """
+    import math
+
+    pairs = [p for it in items for p in mmlu_pairs(it, scoring)]
+    lps = continuation_logprobs(model, tokenizer, pairs, batch_size=batch_size, max_len=max_len)
+    out = []
+    for k, it in enumerate(items):
+        lp = lps[4 * k : 4 * k + 4]
+        pred = max(range(4), key=lambda j: lp[j])
+        top = max(lp)
+        z = sum(math.exp(x - top) for x in lp)
+        out.append(
+            {
+                "id": it["id"],
+                "topic": it["topic"],
+                "answer": it["answer"],
+                "pred": pred,
+                "correct": int(pred == it["answer"]),
+                "logprobs": lp,
+                "p_correct": math.exp(lp[it["answer"]] - top) / z,
+            }
+        )
+    return out
+
+
+def mmlu_summary(per_item: Sequence[dict]) -> dict:
+    """Accuracy and mean correct-option probability of scored MMLU items."""
+    n = len(per_item)
+    return {
+        "n": n,
+        "accuracy": sum(r["correct"] for r in per_item) / n if n else 0.0,
+        "p_correct": sum(r["p_correct"] for r in per_item) / n if n else 0.0,
+    }
+
+
+def heldout_texts(source: str, max_docs: int) -> list[str]:
+    """The last ``max_docs`` documents of a built-in text source (a fixed held-out slice).
+
+    The shipped CPT pipelines cap each source with ``max_docs`` from its start, so the tail
+    is never trained on; with a CPT validation split, prefer ``validation_blocks``.
+    """
+    from collections import deque
+
+    from soaes.data.sources import iter_source_texts
+
+    return list(deque(iter_source_texts(source), maxlen=max_docs))
+
+
+def validation_blocks(
+    folder: str | Path, max_docs: int, ids_column: str = "input_ids"
+) -> list[list[int]]:
+    """The first ``max_docs`` packed token blocks of ``folder/*.parquet`` (sorted file order)."""
+    import pyarrow.parquet as pq
+
+    files = sorted(Path(folder).glob("*.parquet"))
+    if not files:
+        raise FileNotFoundError(f"validation_dir {folder}: no *.parquet files")
+    blocks: list[list[int]] = []
+    for f in files:
+        col = pq.read_table(f, columns=[ids_column]).column(ids_column).to_pylist()
+        blocks.extend(col[: max_docs - len(blocks)])
+        if len(blocks) >= max_docs:
+            break
+    return blocks
+
+
+def perplexity_items(
+    model,
+    tokenizer,
+    texts: Sequence[str] | None = None,
+    blocks: Sequence[Sequence[int]] | None = None,
+    max_len: int = 512,
+    batch_size: int = 4,
+) -> list[dict]:
+    """Per document: NLL sum and scored tokens (texts are tokenised and cut to max_len)."""
+    seqs = (
+        [list(b)[:max_len] for b in blocks]
+        if blocks is not None
+        else [tokenizer(t, add_special_tokens=True)["input_ids"][:max_len] for t in texts or []]
+    )
+    seqs = [s for s in seqs if len(s) >= 2]
+    nll = sequence_nll(model, seqs, tokenizer.pad_token_id, batch_size=batch_size)
+    return [{"nll": a, "tokens": b} for a, b in nll]
+
+
+def ppl_summary(items: Sequence[dict]) -> dict:
+    """Token-weighted perplexity exp(sum NLL / sum tokens) of scored documents."""
+    import math
+
+    tokens = sum(i["tokens"] for i in items)
+    nll = sum(i["nll"] for i in items)
+    return {
+        "ppl": math.exp(nll / tokens) if tokens else float("nan"),
+        "n_docs": len(items),
+        "n_tokens": tokens,
+    }
+
+
+def mmlu_retention(
+    before: Sequence[dict],
+    after: Sequence[dict],
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+    metric: str = "correct",
+) -> dict:
+    """Retention after/before of MMLU accuracy (or ``p_correct``), paired over item ids."""
+    a = {r["id"]: r for r in after}
+    common = [r for r in before if r["id"] in a]
+    if not common:
+        raise ValueError("mmlu_retention: the two runs share no item ids")
+    return {
+        "metric": f"mmlu_{'accuracy' if metric == 'correct' else metric}",
+        **paired_bootstrap_ratio(
+            [r[metric] for r in common],
+            [a[r["id"]][metric] for r in common],
+            n_boot=n_boot,
+            seed=seed,
+            ci=ci,
+        ),
+    }
+
+
+def ppl_ratio(
+    before: Sequence[dict],
+    after: Sequence[dict],
+    n_boot: int = 1000,
+    seed: int = 0,
+    ci: float = 0.95,
+) -> dict:
+    """Perplexity after/before (below 1: better) with a paired bootstrap CI over documents.
+
+    Both runs must have scored the same documents in the same order; token counts can differ
+    only if the tokenizers differ, in which case the ratio is not meaningful and this raises.
+    """
+    if [d["tokens"] for d in before] != [d["tokens"] for d in after]:
+        raise ValueError("ppl_ratio: the runs scored different token counts (other tokenizer?)")
+    return {
+        "metric": "perplexity",
+        **paired_bootstrap_ratio(
+            [d["nll"] for d in before],
+            [d["nll"] for d in after],
+            weights=[d["tokens"] for d in before],
+            n_boot=n_boot,
+            seed=seed,
+            ci=ci,
+            transform="exp_mean",
+        ),
+    }
