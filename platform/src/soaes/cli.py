@@ -23,12 +23,18 @@ RUNNERS: dict[str, str] = {
 
 # `soaes bench NAME [args…]`: NAME -> "module:function"; the function takes argv (list[str])
 # and returns an exit code. Each benchmark prints ratios measured side by side in one run.
-BENCHES: dict[str, str] = {}
+BENCHES: dict[str, str] = {
+    "serve": "soaes.bench.serve:main",
+}
 
 # Further subcommands: name -> "module:function"; the function is called with the argparse
 # subparsers object and adds its own parser (with set_defaults(func=...)).
 COMMANDS: dict[str, str] = {
     "eval": "soaes.eval.command:add_eval_command",
+    "serve": "soaes.serve.cli:add_serve_parser",
+    "cluster": "soaes.cluster.cli:add_cluster_parser",
+    "submit": "soaes.cluster.submit:add_submit_parser",
+    "jobs": "soaes.cluster.jobs:add_jobs_parser",
 }
 
 

@@ -1,0 +1,52 @@
+"""In-process vLLM with exactly the engine config a Serve replica gets: the reference that
+HTTP outputs are compared with and Serve's overhead is measured against."""
+
+from __future__ import annotations
+
+import gc
+import time
+from typing import Any
+
+from soaes.config.serve import ServeAppConfig
+from soaes.serve.llm import engine_kwargs
+from soaes.serve.models import ResolvedModels
+
+
+def offline_llm(cfg: ServeAppConfig, models: ResolvedModels) -> Any:
+    """A ``vllm.LLM`` built from the app's engine kwargs (speculation included).
+
+    Build it inside a function (ENVIRONMENT.md: creating LLM at import time fails). On CPU
+    the caller's environment must carry ``VLLM_CPU_KVCACHE_SPACE``.
+    """
+    from vllm import LLM
+
+    return LLM(model=models.target, disable_log_stats=False, **engine_kwargs(cfg, models))
+
+
+def close_llm(llm: Any) -> None:
+    """Stop the engine's core process now, so the CPU and memory are free for what follows."""
+    try:
+        llm.llm_engine.engine_core.shutdown()
+    finally:
+        del llm
+        gc.collect()
+
+
+def generate_one_by_one(
+    llm: Any, prompts: list[str], max_tokens: int
+) -> tuple[list[str], list[int], float]:
+    """Greedy single-stream generation, one prompt after the other (as a lone HTTP client).
+
+    Returns:
+        The texts, the generated token counts and the total seconds.
+    """
+    from vllm import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
+    texts, counts = [], []
+    t0 = time.perf_counter()
+    for prompt in prompts:
+        out = llm.generate([prompt], params, use_tqdm=False)[0].outputs[0]
+        texts.append(out.text)
+        counts.append(len(out.token_ids))
+    return texts, counts, time.perf_counter() - t0
