@@ -1,0 +1,189 @@
+"""Configs of draft construction, distillation data, losses and acceptance measurement."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from soaes.config.base import StrictModel
+
+
+class DraftConfig(StrictModel):
+    """How the draft (student) is obtained; its vocabulary must equal the target's."""
+
+    method: Literal["prune", "fresh", "pretrained"] = Field(
+        description="prune: keep some of the target's layers; fresh: new small model of the "
+        "target's architecture; pretrained: an existing smaller checkpoint."
+    )
+    path: str | None = Field(default=None, description="pretrained: the draft's handle/folder.")
+    keep_layers: list[int] | None = Field(
+        default=None, description="prune: indices of the target layers to keep (in order)."
+    )
+    num_layers: int | None = Field(
+        default=None,
+        ge=1,
+        description="prune: keep the first N layers (when keep_layers is unset); fresh: layers.",
+    )
+    hidden_size: int | None = Field(default=None, ge=8, description="fresh: model width.")
+    intermediate_size: int | None = Field(default=None, ge=8, description="fresh: MLP width.")
+    num_attention_heads: int | None = Field(default=None, ge=1, description="fresh: query heads.")
+    num_key_value_heads: int | None = Field(default=None, ge=1, description="fresh: KV heads.")
+    head_dim: int | None = Field(
+        default=None, ge=8, description="fresh: per-head width (vLLM CPU supports 64, 128, …)."
+    )
+    init_embeddings: bool = Field(
+        default=True, description="fresh: start embeddings from the target's (copy or SVD)."
+    )
+    seed: int = Field(default=0, description="fresh: initialisation seed.")
+
+    @model_validator(mode="after")
+    def _check(self) -> DraftConfig:
+        if self.method == "pretrained" and not self.path:
+            raise ValueError("path is required for method 'pretrained'")
+        if self.method == "prune" and not (self.keep_layers or self.num_layers):
+            raise ValueError("method 'prune' needs keep_layers or num_layers")
+        if self.method == "fresh" and not self.shape_overrides():
+            raise ValueError("method 'fresh' needs at least one shape field (e.g. num_layers)")
+        if self.method != "fresh" and self.shape_overrides(include_layers=False):
+            raise ValueError(f"shape fields only apply to method 'fresh', not {self.method!r}")
+        return self
+
+    def layers_to_keep(self) -> list[int]:
+        """The target layer indices a pruned draft keeps."""
+        return list(self.keep_layers or range(self.num_layers or 0))
+
+    def shape_overrides(self, include_layers: bool = True) -> dict[str, int]:
+        """The config fields a fresh draft overrides on the target's config."""
+        shape = {
+            k: getattr(self, k)
+            for k in (
+                "hidden_size",
+                "intermediate_size",
+                "num_attention_heads",
+                "num_key_value_heads",
+                "head_dim",
+            )
+        }
+        if include_layers:
+            shape["num_hidden_layers"] = self.num_layers
+        return {k: v for k, v in shape.items() if v is not None}
+
+
+class PromptsConfig(StrictModel):
+    """Domain prompts: to generate on-policy training text, or to measure acceptance."""
+
+    source: Literal["laws_qa", "jsonl"] = Field(
+        default="laws_qa",
+        description="laws_qa: questions about real law articles (laws.db); jsonl: a user file.",
+    )
+    path: str | None = Field(
+        default=None, description="jsonl: file of {'prompt': str} or {'messages': [...]} lines."
+    )
+    split: Literal["train", "eval"] = Field(
+        description="Which deterministic split (eval = every 10th item): train and eval never overlap."
+    )
+    num_prompts: int = Field(default=64, ge=1, description="How many prompts to take.")
+    chat_template: bool = Field(
+        default=True,
+        description="Render each prompt as a user turn with the tokenizer's chat template.",
+    )
+    seed: int = Field(default=0, description="Shuffle seed before taking num_prompts.")
+
+    @model_validator(mode="after")
+    def _check(self) -> PromptsConfig:
+        if self.source == "jsonl" and not self.path:
+            raise ValueError("path is required for source 'jsonl'")
+        return self
+
+
+class EngineConfig(StrictModel):
+    """vLLM engine settings shared by generation and acceptance runs (passed through)."""
+
+    dtype: str = Field(default="float32", description="Weights dtype (float32 on CPU).")
+    max_model_len: int = Field(default=1024, ge=16, description="Context length of the engine.")
+    enforce_eager: bool = Field(
+        default=True, description="Skip graph compilation: starts in ~20 s on CPU instead of ~80 s."
+    )
+    tensor_parallel_size: int = Field(default=1, ge=1, description="TP degree of the target.")
+    seed: int = Field(default=0, description="Engine seed.")
+    extra: dict[str, Any] = Field(
+        default_factory=dict, description="Further vllm.LLM keyword arguments, passed as given."
+    )
+
+    def llm_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``vllm.LLM``."""
+        return {
+            "dtype": self.dtype,
+            "max_model_len": self.max_model_len,
+            "enforce_eager": self.enforce_eager,
+            "seed": self.seed,
+            "tensor_parallel_size": self.tensor_parallel_size,
+            **self.extra,
+        }
+
+
+class OnPolicyConfig(StrictModel):
+    """DistillSpec-style training text: a model's own greedy/sampled continuations."""
+
+    generator: Literal["target", "draft"] = Field(
+        default="target", description="Which model writes the continuations."
+    )
+    prompts: PromptsConfig = Field(description="Domain prompts to continue (use split 'train').")
+    max_tokens: int = Field(default=128, ge=1, description="Tokens generated per prompt.")
+    temperature: float = Field(default=0.0, ge=0, description="0 = greedy (what serving verifies).")
+    samples_per_prompt: int = Field(default=1, ge=1, description="Continuations per prompt.")
+    weight: float = Field(default=1.0, gt=0, description="Sampling weight in the training mix.")
+
+    @model_validator(mode="after")
+    def _check(self) -> OnPolicyConfig:
+        if self.prompts.split != "train":
+            raise ValueError("prompts.split must be 'train' (eval prompts are held out)")
+        return self
+
+
+class DatasetSourceConfig(StrictModel):
+    """Existing tokenised data (the CPT/SFT pipelines' parquet output) as distillation text."""
+
+    path: str = Field(description="Folder or file of parquet rows with an 'input_ids' column.")
+    weight: float = Field(default=1.0, gt=0, description="Sampling weight in the training mix.")
+    max_rows: int | None = Field(default=None, ge=1, description="Take at most this many rows.")
+
+
+class LossConfig(StrictModel):
+    """The distillation objective (see soaes.train.losses)."""
+
+    name: Literal["forward_kl", "reverse_kl", "jsd", "tvd"] = Field(
+        default="forward_kl", description="Divergence between teacher and student distributions."
+    )
+    temperature: float = Field(default=1.0, gt=0, description="Softening temperature of both.")
+    top_k: int | None = Field(
+        default=None, ge=1, description="Restrict the divergence to the teacher's top-k tokens."
+    )
+    beta: float = Field(default=0.5, gt=0, lt=1, description="JSD's teacher weight β.")
+    ce_weight: float = Field(
+        default=0.0, ge=0, le=1, description="Share of cross-entropy on the text's own tokens."
+    )
+
+
+class AcceptanceConfig(StrictModel):
+    """How acceptance and speed of target + draft are measured with vLLM."""
+
+    prompts: PromptsConfig = Field(description="Held-out domain prompts (use split 'eval').")
+    max_tokens: int = Field(default=64, ge=1, description="Greedy tokens generated per prompt.")
+    num_speculative_tokens: list[int] = Field(
+        default=[1, 2, 3, 4], min_length=1, description="Values of k to measure."
+    )
+    measure_speed: bool = Field(
+        default=True,
+        description="Also time the target alone and the draft alone (for c and the speed-ups).",
+    )
+    engine: EngineConfig = Field(default_factory=EngineConfig, description="vLLM engine settings.")
+
+    @model_validator(mode="after")
+    def _check(self) -> AcceptanceConfig:
+        if self.prompts.split != "eval":
+            raise ValueError("prompts.split must be 'eval' (held out from distillation)")
+        if any(k < 1 for k in self.num_speculative_tokens):
+            raise ValueError("num_speculative_tokens values must be >= 1")
+        return self
