@@ -126,6 +126,23 @@ class RolesConfig(StrictModel):
     qa_set: str | None = Field(default=None, description="Q&A set of the downstream comparisons.")
 
 
+class ReportInputsConfig(StrictModel):
+    """Results of other stages to show in the report (missing files render as 'not run')."""
+
+    title: str | None = Field(default=None, description="Report title (default from the run name).")
+    speculative: str | None = Field(
+        default=None,
+        description="JSON of the distilled draft's acceptance measurement (measure_acceptance "
+        "summary or spec_decode.json: rows of k, acceptance, per-position, speed-up).",
+    )
+    speculative_undistilled: str | None = Field(
+        default=None, description="The same measurement for the undistilled draft."
+    )
+    loss_curves: dict[str, str] = Field(
+        default_factory=dict, description="Label -> metrics.jsonl of a training run."
+    )
+
+
 class EvalConfig(StrictModel):
     """Pipeline ``eval``: score models on Q&A sets, MMLU and perplexity, write a report."""
 
@@ -149,6 +166,9 @@ class EvalConfig(StrictModel):
     retention: RetentionConfig = Field(default_factory=RetentionConfig, description="Retention CI.")
     roles: RolesConfig = Field(
         default_factory=RolesConfig, description="Ablation arms for the report."
+    )
+    report: ReportInputsConfig = Field(
+        default_factory=ReportInputsConfig, description="Other stages' results for the report."
     )
     task_num_cpus: float = Field(default=1, gt=0, description="CPUs of each model's Ray eval task.")
     task_num_gpus: float = Field(default=0, ge=0, description="GPUs of each model's Ray eval task.")

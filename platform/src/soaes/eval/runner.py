@@ -1,0 +1,203 @@
+"""The ``eval`` pipeline: every model on the Q&A sets, MMLU and perplexity, then a report.
+
+Each model is evaluated in its own Ray task (``max_calls=1``: the worker process exits
+afterwards, so vLLM's engine and the transformers weights are freed before the next model).
+Inside the task: one vLLM engine answers every Q&A set, then one transformers copy of the
+model scores MMLU options and perplexity. The driver pairs the per-item results into
+retention ratios with bootstrap intervals, fills the report's results dict and writes
+``results.json`` + ``report.{md,html,json}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from soaes.config.eval import EvalConfig, EvalModelConfig
+from soaes.eval.qa import write_json, write_jsonl
+
+log = logging.getLogger(__name__)
+
+
+def load_qa_sets(cfg: EvalConfig) -> dict[str, dict]:
+    """Every configured Q&A set as ``{name: {"items", "malformed", "source"}}``."""
+    from soaes.eval.qa import laws_qa_sample, load_qa
+
+    sets = {}
+    for q in cfg.qa:
+        if q.builtin == "laws_articles":
+            sets[q.name] = {
+                "items": laws_qa_sample(q.limit, q.seed),
+                "malformed": [],
+                "source": "builtin:laws_articles",
+            }
+            continue
+        if not Path(q.path).is_file():
+            raise FileNotFoundError(f"qa[{q.name}].path: file not found: {q.path}")
+        items, bad = load_qa(q.path, limit=q.limit)
+        if not items:
+            raise ValueError(f"qa[{q.name}].path: no valid question/answer lines in {q.path}")
+        for b in bad:
+            log.warning("%s:%d: skipped: %s", q.path, b["line"], b["reason"])
+        sets[q.name] = {"items": items, "malformed": bad, "source": q.path}
+    return sets
+
+
+def load_ppl_sets(cfg: EvalConfig) -> dict[str, dict]:
+    """Every perplexity set as ``{name: {"group", "texts" | "blocks"}}`` (fixed, held out)."""
+    from soaes.eval.retention import heldout_texts, validation_blocks
+
+    out = {}
+    for p in cfg.perplexity:
+        if p.validation_dir:
+            out[p.name] = {
+                "group": p.group,
+                "blocks": validation_blocks(p.validation_dir, p.max_docs, p.ids_column),
+            }
+        else:
+            out[p.name] = {"group": p.group, "texts": heldout_texts(p.source, p.max_docs)}
+    return out
+
+
+def _qa_part(m: EvalModelConfig, cfg: EvalConfig, qa_sets: dict, out: Path) -> dict:
+    """One vLLM engine answers every set; each set is scored and written on its own."""
+    from soaes.eval.qa import generate_answers, score_items
+
+    if not qa_sets:
+        return {}
+    questions = [it["question"] for s in qa_sets.values() for it in s["items"]]
+    g = cfg.generation
+    t0 = time.perf_counter()
+    gens = generate_answers(
+        m.path,
+        questions,
+        max_new_tokens=g.max_new_tokens,
+        tokenizer=m.tokenizer,
+        max_model_len=g.max_model_len,
+        system_prompt=g.system_prompt,
+        dtype=g.dtype,
+        enforce_eager=g.enforce_eager,
+        engine_kwargs=g.engine_kwargs,
+    )
+    seconds = time.perf_counter() - t0
+    result, start = {}, 0
+    for name, s in qa_sets.items():
+        part = gens[start : start + len(s["items"])]
+        start += len(s["items"])
+        per_item, agg = score_items(s["items"], part)
+        write_jsonl(out / "qa" / name / "predictions.jsonl", per_item)
+        write_jsonl(out / "qa" / name / "malformed.jsonl", s["malformed"])
+        summary = {
+            "source": s["source"],
+            "n_items": len(per_item),
+            "n_malformed": len(s["malformed"]),
+            **agg,
+        }
+        write_json(out / "qa" / name / "scores.json", summary)
+        result[name] = {**summary, "per_item": [r["scores"] for r in per_item]}
+    tokens = sum(x["output_tokens"] for x in gens)
+    log.info("%s: %d answers, %.1f tokens/s", m.name, len(gens), tokens / seconds)
+    return result
+
+
+def _lm_part(
+    m: EvalModelConfig, cfg: EvalConfig, mmlu_items: list, ppl_sets: dict, out: Path
+) -> tuple[dict | None, dict]:
+    """MMLU option log-likelihoods and perplexities with one transformers copy of the model."""
+    from soaes.eval.loglik import load_causal_lm
+    from soaes.eval.retention import mmlu_summary, perplexity_items, ppl_summary, score_mmlu
+
+    if not mmlu_items and not ppl_sets:
+        return None, {}
+    model, tok = load_causal_lm(m.path, m.tokenizer, trust_remote_code=m.trust_remote_code)
+    mmlu = None
+    if mmlu_items:
+        per_item = score_mmlu(model, tok, mmlu_items, cfg.mmlu.scoring, cfg.lm_batch_size)
+        write_jsonl(out / "mmlu.jsonl", per_item)
+        mmlu = {**mmlu_summary(per_item), "scoring": cfg.mmlu.scoring, "per_item": per_item}
+    ppl = {}
+    for name, s in ppl_sets.items():
+        items = perplexity_items(
+            model,
+            tok,
+            texts=s.get("texts"),
+            blocks=s.get("blocks"),
+            max_len=cfg.ppl_max_len,
+            batch_size=cfg.lm_batch_size,
+        )
+        write_jsonl(out / "ppl" / f"{name}.jsonl", items)
+        ppl[name] = {"group": s["group"], **ppl_summary(items), "per_item": items}
+    return mmlu, ppl
+
+
+def evaluate_model(
+    m: EvalModelConfig, cfg: EvalConfig, qa_sets: dict, mmlu_items: list, ppl_sets: dict
+) -> dict:
+    """All of one model's measurements, with per-item data for the paired comparisons."""
+    out = Path(cfg.output_dir) / "models" / m.name
+    t0 = time.perf_counter()
+    qa = _qa_part(m, cfg, qa_sets, out)
+    mmlu, ppl = _lm_part(m, cfg, mmlu_items, ppl_sets, out)
+    result = {
+        "path": m.path,
+        "qa": qa,
+        "mmlu": mmlu,
+        "perplexity": ppl,
+        "seconds": round(time.perf_counter() - t0, 1),
+    }
+    write_json(out / "result.json", strip_per_item(result))
+    return result
+
+
+def strip_per_item(obj: Any) -> Any:
+    """A copy without the ``per_item`` lists (summaries only)."""
+    if isinstance(obj, dict):
+        return {k: strip_per_item(v) for k, v in obj.items() if k != "per_item"}
+    return obj
+
+
+def _run_models(cfg: EvalConfig, qa_sets: dict, mmlu_items: list, ppl_sets: dict) -> dict:
+    """Evaluate the models one after another, each in a fresh Ray worker process."""
+    import ray
+
+    task = ray.remote(max_calls=1)(evaluate_model).options(
+        num_cpus=cfg.task_num_cpus, num_gpus=cfg.task_num_gpus, name="soaes-eval-model"
+    )
+    refs = {k: ray.put(v) for k, v in (("qa", qa_sets), ("mmlu", mmlu_items), ("ppl", ppl_sets))}
+    results = {}
+    for m in cfg.models:
+        log.info("evaluating %s (%s)", m.name, m.path)
+        results[m.name] = ray.get(task.remote(m, cfg, refs["qa"], refs["mmlu"], refs["ppl"]))
+    return results
+
+
+def run_eval(cfg: EvalConfig) -> dict:
+    """Runner of the ``eval`` pipeline kind; returns a summary (printed by ``soaes run``)."""
+    from soaes.config.loader import config_hash, save_resolved
+    from soaes.eval.compare import build_results
+    from soaes.eval.report import write_report
+    from soaes.eval.retention import load_mmlu, stratified_subset
+    from soaes.ray_env import connect
+
+    out = Path(cfg.output_dir)
+    save_resolved(cfg, out)
+    connect(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.include_dashboard)
+    qa_sets, ppl_sets = load_qa_sets(cfg), load_ppl_sets(cfg)
+    mmlu_items = []
+    if cfg.mmlu.enabled:
+        mmlu_items = stratified_subset(
+            load_mmlu(cfg.mmlu.path), cfg.mmlu.n_per_subject, cfg.mmlu.seed
+        )
+    per_model = _run_models(cfg, qa_sets, mmlu_items, ppl_sets)
+    results = build_results(cfg, per_model)
+    results["config_hash"] = config_hash(cfg)
+    write_json(out / "results.json", results)
+    paths = write_report(results, out)
+    return {
+        "output_dir": str(out),
+        "models": list(per_model),
+        "report": {k: str(v) for k, v in paths.items()},
+        "headline": results.get("headline", {}),
+    }
