@@ -32,6 +32,16 @@ def close_llm(llm: Any) -> None:
         gc.collect()
 
 
+def generate_one(llm: Any, prompt: str, max_tokens: int, ignore_eos: bool = False):
+    """One greedy generation: (text, generated tokens, seconds)."""
+    from vllm import SamplingParams
+
+    params = SamplingParams(temperature=0.0, max_tokens=max_tokens, ignore_eos=ignore_eos)
+    t0 = time.perf_counter()
+    out = llm.generate([prompt], params, use_tqdm=False)[0].outputs[0]
+    return out.text, len(out.token_ids), time.perf_counter() - t0
+
+
 def generate_one_by_one(
     llm: Any, prompts: list[str], max_tokens: int
 ) -> tuple[list[str], list[int], float]:
@@ -40,13 +50,5 @@ def generate_one_by_one(
     Returns:
         The texts, the generated token counts and the total seconds.
     """
-    from vllm import SamplingParams
-
-    params = SamplingParams(temperature=0.0, max_tokens=max_tokens)
-    texts, counts = [], []
-    t0 = time.perf_counter()
-    for prompt in prompts:
-        out = llm.generate([prompt], params, use_tqdm=False)[0].outputs[0]
-        texts.append(out.text)
-        counts.append(len(out.token_ids))
-    return texts, counts, time.perf_counter() - t0
+    rows = [generate_one(llm, p, max_tokens) for p in prompts]
+    return [r[0] for r in rows], [r[1] for r in rows], sum(r[2] for r in rows)
