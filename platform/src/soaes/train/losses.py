@@ -12,11 +12,11 @@ with the student's ``q`` and averages over the positions selected by ``mask``:
 
 All take logits of shape ``[..., V]``, a temperature (both distributions are softened by
 the same ``T``; the losses are *not* rescaled by T², so each value keeps its plain
-meaning) and a boolean ``mask`` of shape ``[...]`` (True = count this position). Teacher
-logits may be restricted to the teacher's top-k tokens, either here (``top_k``) or
-offline (:func:`topk_teacher` stores ``(values, indices)``; :func:`gather_student` picks
-the same tokens out of the student's logits): both distributions are then renormalised
-over those k tokens. :func:`distillation_loss` dispatches by name and optionally mixes in
+meaning) and a boolean ``mask`` of shape ``[...]`` (True = count this position). The
+teacher may be reduced to its top-k tokens, either here (``top_k``) or offline
+(:func:`topk_teacher` stores ``(log-probs, ids)``, as vLLM's ``logprobs`` do): both
+distributions then become k+1 buckets, the teacher's top-k tokens and "all the rest"
+(:func:`with_rest`, :func:`gather_student`). :func:`distillation_loss` dispatches by name and optionally mixes in
 cross-entropy on labels. Modelled on torchtune's ``ForwardKLLoss``, but as exact
 divergences: every loss is 0 when the two distributions are identical.
 """
@@ -130,18 +130,35 @@ def tvd(
 LOSSES = {"forward_kl": forward_kl, "reverse_kl": reverse_kl, "jsd": jsd, "tvd": tvd}
 
 
-def topk_teacher(teacher_logits: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """The teacher's ``k`` largest logits and their token ids, ``([..., k], [..., k])``.
+def topk_teacher(
+    teacher_logits: torch.Tensor, k: int, temperature: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The teacher's ``k`` most likely tokens: ``(log-probabilities [..., k], ids [..., k])``.
 
-    This is what an offline teacher stores per position instead of the full vocabulary.
+    Log-probabilities are normalised over the full vocabulary (not renormalised over k), so
+    the mass of all other tokens stays known: this is what an offline teacher stores per
+    position, and what vLLM returns as ``logprobs``.
     """
-    values, indices = teacher_logits.topk(k, dim=-1)
-    return values, indices
+    return _log_probs(teacher_logits, temperature).topk(k, dim=-1)
 
 
-def gather_student(student_logits: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
-    """The student's logits at the teacher's top-k token ids, ``[..., k]``."""
-    return student_logits.gather(-1, indices)
+def with_rest(topk_logprobs: torch.Tensor) -> torch.Tensor:
+    """Append an "every other token" bucket: ``[..., k]`` log-probs -> ``[..., k+1]``.
+
+    The result is a proper distribution over k+1 outcomes, so every divergence stays exact
+    (and 0 only when the k probabilities and the rest agree). Renormalising over the k
+    tokens instead would let the student put any mass on tokens outside them, which is
+    where its greedy choice would then go.
+    """
+    mass = topk_logprobs.exp().sum(-1, keepdim=True).clamp(max=1.0 - 1e-6)
+    return torch.cat([topk_logprobs, torch.log1p(-mass)], dim=-1)
+
+
+def gather_student(
+    student_logits: torch.Tensor, indices: torch.Tensor, temperature: float = 1.0
+) -> torch.Tensor:
+    """The student's log-probabilities at the teacher's top-k ids plus the rest, ``[..., k+1]``."""
+    return with_rest(_log_probs(student_logits, temperature).gather(-1, indices))
 
 
 def cross_entropy(student_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -175,13 +192,14 @@ def distillation_loss(
 
     Args:
         student_logits: ``[..., V]`` full student logits.
-        teacher_logits: ``[..., V]`` full teacher logits, or ``[..., k]`` top-k values when
-            ``teacher_indices`` is given (offline teacher).
+        teacher_logits: ``[..., V]`` full teacher logits, or ``[..., k]`` top-k
+            log-probabilities (:func:`topk_teacher`) when ``teacher_indices`` is given.
         loss: which divergence D.
         mask: ``[...]`` bool positions that count (e.g. not padding).
         temperature: softening temperature for D.
-        top_k: restrict D to the teacher's k most likely tokens (online teacher).
-        teacher_indices: ``[..., k]`` token ids of stored top-k teacher logits.
+        top_k: compare only the teacher's k most likely tokens plus "the rest" (online
+            teacher; see :func:`with_rest`).
+        teacher_indices: ``[..., k]`` token ids of stored top-k teacher log-probs (offline).
         beta: JSD's β.
         labels: ``[...]`` aligned next-token labels for the CE term.
         ce_weight: share of the CE term, in [0, 1].
@@ -190,13 +208,16 @@ def distillation_loss(
         raise ValueError(f"loss must be one of {sorted(LOSSES)}, got {loss!r}")
     if not 0.0 <= ce_weight <= 1.0:
         raise ValueError(f"ce_weight must be in [0, 1], got {ce_weight}")
-    s, t = student_logits, teacher_logits
+    s, t, temp = student_logits, teacher_logits, temperature
     if teacher_indices is None and top_k is not None and top_k < t.shape[-1]:
-        t, teacher_indices = topk_teacher(t, top_k)
+        t, teacher_indices = topk_teacher(t, top_k, temperature)
+    elif teacher_indices is not None and temperature != 1.0:
+        raise ValueError("stored top-k teacher log-probs are at temperature 1; use temperature 1")
     if teacher_indices is not None:
-        s = gather_student(s, teacher_indices)
+        # Both sides become normalised (k+1)-bucket log-probs; softmax of those is identity.
+        s, t, temp = gather_student(s, teacher_indices, temperature), with_rest(t), 1.0
     kwargs = {"beta": beta} if loss == "jsd" else {}
-    total = LOSSES[loss](s, t, mask=mask, temperature=temperature, **kwargs)
+    total = LOSSES[loss](s, t, mask=mask, temperature=temp, **kwargs)
     if ce_weight > 0.0:
         if labels is None:
             raise ValueError("ce_weight > 0 needs labels")
