@@ -289,3 +289,33 @@ def test_runtime_env_file_resolves_and_is_accepted_by_ray():
     for pattern in ("/.venv/", "/runs/"):
         assert pattern in renv["excludes"]
     RuntimeEnv(**renv)  # Ray's own parsing of the fields
+
+
+def test_runtime_env_ships_the_whole_package_and_no_local_junk(tmp_path):
+    """What Ray would upload: every soaes module in py_modules (the excludes also apply
+    there); no virtualenv, run outputs or package copy in the working dir."""
+    import zipfile
+
+    from ray._private.runtime_env.packaging import create_package
+
+    renv = load_runtime_env(CLUSTER / "runtime_env.yaml", ROOT)
+    shipped = {}
+    for name, path, parent in [
+        ("pkg", renv["py_modules"][0], True),
+        ("wd", renv["working_dir"], False),
+    ]:
+        target = tmp_path / f"{name}.zip"
+        create_package(
+            path,
+            target,
+            include_gitignore=True,
+            include_parent_dir=parent,
+            excludes=renv["excludes"],
+        )
+        shipped[name] = set(zipfile.ZipFile(target).namelist())
+    src = ROOT / "platform" / "src"
+    modules = {p.relative_to(src).as_posix() for p in (src / "soaes").rglob("*.py")}
+    modules = {m for m in modules if "__pycache__" not in m}
+    assert modules <= shipped["pkg"], sorted(modules - shipped["pkg"])[:5]
+    assert "pipelines/data_sft_tiny.yaml" in shipped["wd"]
+    assert not any(n.startswith((".venv/", "runs/", "platform/", ".git/")) for n in shipped["wd"])
