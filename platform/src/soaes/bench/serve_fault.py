@@ -61,14 +61,14 @@ async def _load_and_kill(
     return results, wall_s, killed_at
 
 
-def _wait_for_replacement(app: str, old_pid: int, timeout_s: float) -> int | None:
+def _wait_for_replacement(app: str, old_pids: set[int], timeout_s: float) -> int | None:
     from soaes.serve.deploy import app_status, llm_replica_pids
 
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        pids = set(llm_replica_pids(app).values()) - {old_pid}
-        if pids and app_status().get(app, {}).get("status") == "RUNNING":
-            return pids.pop()
+        new = set(llm_replica_pids(app).values()) - old_pids
+        if new and app_status().get(app, {}).get("status") == "RUNNING":
+            return new.pop()
         time.sleep(2.0)
     return None
 
@@ -92,14 +92,15 @@ def phase_kill(
     """
     from soaes.serve.deploy import llm_replica_pids
 
-    (old_pid,) = llm_replica_pids(app_name).values()
+    old_pids = set(llm_replica_pids(app_name).values())
+    old_pid = min(old_pids)  # the victim; with autoscaling there may be more replicas
     engine_pids = _children(old_pid)
     results, wall_s, killed_at = asyncio.run(
         _load_and_kill(
             url, model, prompts, old_pid, key, requests, concurrency, max_tokens, delay_s=3.0
         )
     )
-    new_pid = _wait_for_replacement(app_name, old_pid, timeout_s=300)
+    new_pid = _wait_for_replacement(app_name, old_pids, timeout_s=300)
     replaced_s = time.perf_counter() - killed_at
     orphans = _reap_orphans(engine_pids)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
@@ -110,6 +111,7 @@ def phase_kill(
             after_ok += client.post(url + "/v1/chat/completions", json=body).status_code == 200
     failed = [r for r in results if r.status not in (200, 429, 503)]
     return {
+        "replicas_before": len(old_pids),
         "load": summarize(results, wall_s),
         "failed_in_flight": len(failed),
         "failure_examples": sorted({r.error for r in failed})[:3],
