@@ -60,19 +60,26 @@ def fmt_num(v: Any, nd: int = 2) -> str:
 
 
 def fmt_ratio(d: dict | None, pct: bool = False) -> str:
-    """``1.08x [0.95, 1.20]`` (or ``97.3% [90.1, 104.2]``); ``not run`` for None."""
+    """``1.08x [0.95, 1.20]`` (or ``97.3% [90.1, 104.2]``); ``not run`` for None.
+
+    A ratio over a zero baseline is ``n/a``.
+    """
     if not d or not isinstance(d.get("ratio"), int | float):
         return "not run"
-    scale, unit = (100, "%") if pct else (1, "x")
-    s = f"{fmt_num(d['ratio'] * scale, 1 if pct else 2)}{unit}"
+    if not math.isfinite(d["ratio"]):
+        return "n/a (baseline is 0)"
+    scale, unit, nd = (100, "%", 1) if pct else (1, "x", 2)
+    s = f"{fmt_num(d['ratio'] * scale, nd)}{unit}"
     if isinstance(d.get("low"), int | float) and math.isfinite(d["low"]):
-        s += f" [{fmt_num(d['low'] * scale, 1 if pct else 2)}, {fmt_num(d['high'] * scale, 1 if pct else 2)}]"
+        s += f" [{fmt_num(d['low'] * scale, nd)}, {fmt_num(d['high'] * scale, nd)}]"
     return s
 
 
 def _gain_verdict(d: dict | None) -> str:
-    if not d or not isinstance(d.get("ratio"), int | float) or not math.isfinite(d["ratio"]):
+    if not d or not isinstance(d.get("ratio"), int | float):
         return "not run"
+    if not math.isfinite(d["ratio"]):
+        return "n/a"
     if isinstance(d.get("low"), int | float) and d["low"] > 1:
         return "gain (CI above 1)"
     return "gain, within noise" if d["ratio"] > 1 else "no gain"

@@ -177,7 +177,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     """Runner of the ``eval`` pipeline kind; returns a summary (printed by ``soaes run``)."""
     from soaes.config.loader import config_hash, save_resolved
     from soaes.eval.compare import build_results
-    from soaes.eval.report import write_report
+    from soaes.eval.report import headline, write_report
     from soaes.eval.retention import load_mmlu, stratified_subset
     from soaes.ray_env import connect
 
@@ -199,5 +199,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         "output_dir": str(out),
         "models": list(per_model),
         "report": {k: str(v) for k, v in paths.items()},
-        "headline": results.get("headline", {}),
+        "headline": {
+            c["claim"]: f"{c['ours']} (paper {c['paper']}): {c['verdict']}"
+            for c in headline(results)
+        },
     }
