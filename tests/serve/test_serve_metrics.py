@@ -80,3 +80,41 @@ def test_summary_counts_every_answer_and_times_only_successes():
     s = summarize(results, wall_s=4.0)
     assert s["by_status"] == {"0": 1, "200": 2, "503": 1} and s["ok"] == 2
     assert s["tokens_per_s"] == 5.0 and s["latency_p50_s"] == 1.0 and s["ttft_p99_s"] == 0.3
+
+
+def _sse(*events: str) -> bytes:
+    return "".join(f"data: {e}\n\n" for e in events).encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "status", "tokens", "error"),
+    [
+        (
+            _sse(
+                '{"choices":[{"text":"a"}]}',
+                '{"choices":[{"text":"b"}],"usage":{"completion_tokens":2}}',
+                "[DONE]",
+            ),
+            200,
+            2,
+            "",
+        ),
+        (_sse('{"choices":[{"text":"a"}]}'), 0, 0, "without [DONE]"),  # replica died mid-answer
+        (_sse('{"error":{"message":"boom"}}'), 0, 0, "boom"),
+    ],
+)
+def test_stream_counts_only_complete_answers_as_success(body, status, tokens, error):
+    import asyncio
+
+    import httpx
+
+    from soaes.serve.load import one_request
+
+    transport = httpx.MockTransport(lambda req: httpx.Response(200, content=body))
+
+    async def go():
+        async with httpx.AsyncClient(transport=transport) as client:
+            return await one_request(client, "http://x", "m", "hi", 4)
+
+    res = asyncio.run(go())
+    assert (res.status, res.completion_tokens) == (status, tokens) and error in res.error

@@ -96,9 +96,12 @@ def _read_whole(res: Result, raw: bytes) -> None:
 
 
 async def _read_stream(res: Result, r: httpx.Response, t0: float) -> None:
-    parts = []
+    parts, done = [], False
     async for line in r.aiter_lines():
-        if not line.startswith("data: ") or line == "data: [DONE]":
+        if line == "data: [DONE]":
+            done = True
+            continue
+        if not line.startswith("data: "):
             continue
         chunk = json.loads(line[6:])
         if "error" in chunk:  # an error after the 200 header arrives as an SSE event
@@ -111,6 +114,8 @@ async def _read_stream(res: Result, r: httpx.Response, t0: float) -> None:
         if chunk.get("usage"):
             res.completion_tokens = int(chunk["usage"].get("completion_tokens", 0))
     res.text = "".join(parts)
+    if not done:  # the server went away mid-answer (e.g. its replica died): not a success
+        res.status, res.error = 0, f"stream ended without [DONE] after {len(parts)} chunks"
 
 
 async def run_load(
