@@ -35,8 +35,9 @@ class SourceConfig(StrictModel):
             )
         if self.format != "builtin" and not self.path:
             raise ValueError(f"path is required for format {self.format!r}")
-        if self.format == "sqlite" and not self.sql:
-            raise ValueError("sql is required for format 'sqlite'")
+        if self.format == "sqlite" and not (self.sql and self.id_field):
+            raise ValueError("sql and id_field (a unique column, e.g. `rowid AS id`) are required "
+                             "for format 'sqlite'")
         return self
 
 
@@ -105,6 +106,16 @@ class DataCPTConfig(StrictModel):
         default=0.02, ge=0, lt=0.5, description="Share of documents held out (per group) for eval."
     )
     rows_per_shard: int = Field(default=2000, ge=1, description="Packed blocks per parquet shard.")
+    docs_per_block: int = Field(
+        default=1000, ge=1,
+        description="Documents per Ray Data block before cleaning/tokenising (the unit of parallel work).",
+    )
+    shuffle: Literal["sort", "hash"] = Field(
+        default="sort",
+        description="Ray Data shuffle for dedup grouping and sharding: 'sort' (task-based, low fixed "
+        "cost on small machines) or 'hash' (actor-based, for large clusters).",
+    )
+    keep_work: bool = Field(default=False, description="Keep the intermediate _work/ folder (debugging).")
 
     @model_validator(mode="after")
     def _check(self) -> DataCPTConfig:
@@ -112,6 +123,13 @@ class DataCPTConfig(StrictModel):
         missing = set(self.mix.ratio) - groups
         if missing:
             raise ValueError(f"mix.ratio names groups with no source: {sorted(missing)}")
+        unmixed = sorted(groups - set(self.mix.ratio))
+        if unmixed:
+            raise ValueError(f"sources use groups missing from mix.ratio: {unmixed}")
+        names = [s.name for s in self.sources]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"sources: names must be unique, repeated: {dup}")
         return self
 
 
@@ -121,8 +139,24 @@ class SFTSourceConfig(StrictModel):
     name: Literal["chatterbot_zh", "chatterbot_en", "chitchat", "laws_qa", "insuranceqa_zh",
                   "insuranceqa_en", "jsonl"] = Field(description="Builder name.")
     path: str | None = Field(default=None, description="For 'jsonl': file with {'messages': [...]} lines.")
-    weight: float = Field(default=1.0, gt=0, description="Relative sampling weight within the stage.")
-    max_examples: int | None = Field(default=None, ge=1, description="Cap on examples taken.")
+    weight: float = Field(
+        default=1.0, gt=0,
+        description="Multiplier on the source's train examples: 2 repeats each twice, 0.5 keeps a seeded half.",
+    )
+    max_examples: int | None = Field(
+        default=None, ge=1, description="Cap on examples taken (a seeded sample of source documents)."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> SFTSourceConfig:
+        if self.name == "jsonl" and not self.path:
+            raise ValueError("path is required for the 'jsonl' source")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The name counts are reported under (a jsonl source is named by its file)."""
+        return f"jsonl:{self.path}" if self.name == "jsonl" else self.name
 
 
 class SFTStageConfig(StrictModel):
@@ -146,3 +180,20 @@ class DataSFTConfig(StrictModel):
     validation_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="Held-out share by source doc.")
     test_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="Test share by source doc.")
     seed: int = Field(default=0, description="Split/sampling seed.")
+    rows_per_shard: int = Field(default=5000, ge=1, description="Examples per parquet shard.")
+    shuffle: Literal["sort", "hash"] = Field(
+        default="sort", description="Ray Data shuffle used to group output shards (see data_cpt)."
+    )
+    keep_work: bool = Field(default=False, description="Keep the intermediate _work/ folder (debugging).")
+
+    @model_validator(mode="after")
+    def _check(self) -> DataSFTConfig:
+        names = [s.name for s in self.stages]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"stages: names must be unique, repeated: {dup}")
+        for i, stage in enumerate(self.stages):
+            labels = [s.label for s in stage.sources]
+            if len(set(labels)) != len(labels):
+                raise ValueError(f"stages.{i}.sources: a source appears twice in stage {stage.name!r}")
+        return self

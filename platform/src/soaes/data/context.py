@@ -1,0 +1,34 @@
+"""Ray Data settings shared by the data pipelines, and output-folder housekeeping."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+
+def configure_data_context(shuffle: str, preserve_order: bool) -> None:
+    """Set the shuffle strategy and ordering on the current Ray Data context.
+
+    ``sort`` uses task-based sort shuffles: on a few cores each hash-shuffle execution
+    starts aggregator actors, which costs seconds per run (measured ~10 s vs ~0.5 s here).
+    ``preserve_order`` is only needed when a source is cut with ``limit`` (``max_docs``).
+    """
+    import ray
+    from ray.data.context import ShuffleStrategy
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.shuffle_strategy = (ShuffleStrategy.SORT_SHUFFLE_PULL_BASED if shuffle == "sort"
+                            else ShuffleStrategy.HASH_SHUFFLE)
+    ctx.execution_options.preserve_order = preserve_order
+    ctx.enable_progress_bars = True
+
+
+def reset_outputs(out: Path, names: list[str]) -> None:
+    """Remove this pipeline's previous outputs (only the named entries) under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        p = out / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
