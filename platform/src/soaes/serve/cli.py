@@ -107,6 +107,9 @@ def _serve_in_foreground(names: list[str], url: str, gcs_address: str, serve, ra
             "url": url,
             "apps": names,
             "started": time.time(),
+            # Ray's embedded cluster turns token auth on by itself; a process joining it by
+            # address has to opt in (the token is in ~/.ray/auth_token).
+            "auth_mode": os.environ.get("RAY_AUTH_MODE"),
         }
     )
     # SIGTERM (e.g. from a supervisor) takes the same clean path as Ctrl-C.
@@ -138,7 +141,11 @@ def _join(address: str | None) -> bool:
     if ray.is_initialized():  # called in-process (tests, benchmarks): use that cluster
         return True
     state = read_state()
-    address = address or os.environ.get("RAY_ADDRESS") or (state or {}).get("address")
+    if not (address or os.environ.get("RAY_ADDRESS")) and state:
+        address = state["address"]
+        if state.get("auth_mode"):
+            os.environ.setdefault("RAY_AUTH_MODE", state["auth_mode"])
+    address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         print(
             "error: no running `soaes serve up` found; pass --address or set RAY_ADDRESS",
