@@ -19,6 +19,8 @@ RUNNERS: dict[str, str] = {
     "data_cpt": "soaes.data.pipeline:run_cpt_data",
     "data_sft": "soaes.data.sft:run_sft_data",
     "eval": "soaes.eval.runner:run_eval",
+    "cpt": "soaes.train.cpt:run_cpt",
+    "sft": "soaes.train.sft:run_sft",
 }
 
 # `soaes bench NAME [args…]`: NAME -> "module:function"; the function takes argv (list[str])

@@ -1,0 +1,152 @@
+"""The per-worker function of CPT and SFT runs (``TorchTrainer(train_loop_per_worker=...)``).
+
+Reads top to bottom: set up the process, build the DeepSpeed engine, resume (Ray's last
+reported checkpoint after a failure, else ``checkpoints/latest`` of the run folder), load
+the held-out sets, train, save, export HF weights. Every step is a function of
+:mod:`soaes.train.engine`, :mod:`soaes.train.data`, :mod:`soaes.train.checkpoints`,
+:mod:`soaes.train.loop` and :mod:`soaes.models.checkpoint`, which a distillation worker
+calls in the same order with its own loss.
+"""
+
+from __future__ import annotations
+
+import functools
+import resource
+import time
+from pathlib import Path
+from typing import Any
+
+from soaes.models.checkpoint import export_hf, gather_state_dict
+from soaes.train import checkpoints as ckpt
+from soaes.train.data import collate_cpt, collate_sft, rows_to_micro_batches, start_early
+from soaes.train.engine import configure_worker, create_engine, load_causal_lm
+from soaes.train.loop import (
+    LoopState,
+    RunPlan,
+    causal_lm_loss,
+    emit,
+    epoch_batches,
+    evaluate,
+    train_steps,
+)
+from soaes.train.metrics import all_reduce_sum, plot_loss_curve
+
+
+def make_collate(plan: RunPlan):
+    """The collate function of the plan's data kind (``cpt`` packed blocks, ``sft`` examples)."""
+    if plan.collate == "cpt":
+        return collate_cpt
+    return functools.partial(collate_sft, pad_id=plan.pad_id, pad_to_multiple=plan.pad_to_multiple)
+
+
+def resume_source(plan: RunPlan) -> Path | None:
+    """Checkpoint to resume from: Ray's last reported one (automatic restart after a worker
+    failure), else the run folder's ``latest`` when ``checkpoint.resume`` (manual resume)."""
+    import ray.train
+
+    reported = ray.train.get_checkpoint()
+    if reported is not None:
+        with reported.as_directory() as d:
+            marker = ckpt.read_ray_marker(d)
+        if marker and ckpt.read_manifest(marker["path"]) is not None:
+            return Path(marker["path"])
+    if reported is not None or plan.checkpoint.resume:
+        found = ckpt.resolve_latest(plan.ckpt_dir)
+        return found[0] if found else None
+    return None
+
+
+def resume(engine: Any, plan: RunPlan, src: Path | None) -> LoopState:
+    """Restore engine, optimizer, schedule and data position from ``src`` (None: fresh)."""
+    if src is None:
+        return LoopState()
+    manifest = ckpt.load_engine(engine, src)
+    state = LoopState(
+        step=manifest["step"], micro_index=manifest["micro_index"], tokens=manifest.get("tokens", 0)
+    )
+    emit(plan, {"event": "resume", "from": str(src), **state.as_dict()}, report=False)
+    return state
+
+
+def peak_rss_mb(device: Any) -> list[float]:
+    """Peak resident memory of every rank's process in MB (collective)."""
+    import torch.distributed as dist
+
+    world, rank = dist.get_world_size(), dist.get_rank()
+    mine = [0.0] * world
+    mine[rank] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    return all_reduce_sum(mine, device)
+
+
+def finish(engine: Any, plan: RunPlan, state: LoopState) -> None:
+    """HF export (if configured), memory figures, ``end`` event, loss-curve PNG."""
+    import torch.distributed as dist
+
+    if plan.checkpoint.export_hf:
+        sd = gather_state_dict(engine)
+        if dist.get_rank() == 0:
+            export_hf(
+                engine.module,
+                sd,
+                Path(plan.run_dir) / "hf",
+                plan.tokenizer_src,
+                meta={"step": state.step, "tokens": state.tokens, **plan.meta},
+            )
+        del sd
+        dist.barrier()
+    rss = peak_rss_mb(engine.device)
+    emit(plan, {"event": "end", **state.as_dict(), "peak_rss_mb": rss, "peak_rss_mb_max": max(rss)})
+    if dist.get_rank() == 0:
+        plot_loss_curve(
+            plan.metrics_path,
+            Path(plan.run_dir) / "loss_curve.png",
+            title=str(plan.meta.get("name", "")),
+        )
+
+
+def causal_lm_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker entry of CPT and SFT; ``config["plan"]`` is a :class:`RunPlan`."""
+    import ray.train
+
+    t0 = time.time()
+    plan: RunPlan = config["plan"]
+    ctx = ray.train.get_context()
+    rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    configure_worker(plan.seed, plan.extensions_dir)
+    # The data position is known from the manifest alone: start streaming the train set now,
+    # while the model and engine are built.
+    src = resume_source(plan)
+    micro_index = (ckpt.read_manifest(src) or {}).get("micro_index", 0) if src else 0
+    collate = make_collate(plan)
+    shard = ray.train.get_dataset_shard("train")
+    first = start_early(epoch_batches(shard, plan, collate, micro_index))
+    model, keepalive = load_causal_lm(
+        plan.model_path,
+        plan.ds_config,
+        plan.dtype,
+        plan.activation_checkpointing,
+        plan.trust_remote_code,
+    )
+    engine = create_engine(model, plan.ds_config, plan.optim, plan.total_steps)
+    del keepalive
+    t_engine = time.time()
+    state = resume(engine, plan, src)
+    evals = {
+        name: rows_to_micro_batches(rows, rank, world, plan.micro_batch_size, collate)
+        for name, rows in plan.eval_rows.items()
+    }
+    emit(
+        plan,
+        {
+            "event": "start",
+            **state.as_dict(),
+            "world_size": world,
+            "worker_start_s": t0 - plan.submit_time,
+            "engine_ready_s": t_engine - plan.submit_time,
+        },
+        report=False,
+    )
+    if state.step == 0 and evals and plan.logging.eval_at_start:
+        emit(plan, {"event": "eval", "step": 0, **evaluate(engine, evals, causal_lm_loss)})
+    state = train_steps(engine, plan, state, shard, collate, evals, causal_lm_loss, first)
+    finish(engine, plan, state)
