@@ -8,8 +8,9 @@ from pydantic import Field
 
 from soaes.config.data import DataCPTConfig, DataSFTConfig
 from soaes.config.eval import EvalConfig
+from soaes.config.train import CPTConfig, SFTConfig
 
-_MODELS = [DataCPTConfig, DataSFTConfig, EvalConfig]
+_MODELS = [DataCPTConfig, DataSFTConfig, EvalConfig, CPTConfig, SFTConfig]
 
 PipelineConfig = Annotated[Union[tuple(_MODELS)], Field(discriminator="kind")]  # noqa: UP007
 PIPELINE_KINDS: list[str] = [m.model_fields["kind"].default for m in _MODELS]
