@@ -27,6 +27,7 @@ RUNNERS: dict[str, str] = {
 # and returns an exit code. Each benchmark prints ratios measured side by side in one run.
 BENCHES: dict[str, str] = {
     "serve": "soaes.bench.serve:main",
+    "data": "soaes.bench.data:main",
 }
 
 # Further subcommands: name -> "module:function"; the function is called with the argparse
