@@ -85,6 +85,9 @@ def _cmd_status(args: argparse.Namespace) -> int:
 
 def cmd_cluster(args: argparse.Namespace) -> int:
     """Dispatch ``soaes cluster ACTION``; start/stop problems become one clear line."""
+    from soaes.cluster.client import quiet_client_logs
+
+    quiet_client_logs(getattr(args, "verbose", False))
     try:
         return args.cluster_func(args)
     except (LocalClusterError, FileNotFoundError) as e:

@@ -9,6 +9,7 @@ GCS address, and the two must not be confused.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
@@ -53,3 +54,11 @@ def job_client(address: str | None = None) -> Any:
 def job_url(dashboard: str, submission_id: str) -> str:
     """The dashboard page of one job."""
     return f"{dashboard.rstrip('/')}/#/jobs/{submission_id}"
+
+
+def quiet_client_logs(verbose: bool = False) -> None:
+    """Keep Ray's upload chatter and HTTP request lines out of the CLI's output (``-v``
+    shows them)."""
+    if not verbose:
+        for name in ("ray", "httpx"):
+            logging.getLogger(name).setLevel(logging.ERROR)

@@ -107,8 +107,9 @@ def cmd_jobs(args: argparse.Namespace) -> int:
     """Dispatch ``soaes jobs ACTION``; connection and auth problems become one clear line."""
     from ray.exceptions import AuthenticationError
 
-    from soaes.cluster.client import job_client
+    from soaes.cluster.client import job_client, quiet_client_logs
 
+    quiet_client_logs(getattr(args, "verbose", False))
     try:
         client = job_client(args.address)
         return args.jobs_func(client, args)

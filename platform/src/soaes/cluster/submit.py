@@ -165,9 +165,10 @@ def cmd_submit(args: argparse.Namespace) -> int:
     """``soaes submit``: submit, print id and dashboard URL, then follow unless --no-wait."""
     from ray.exceptions import AuthenticationError
 
-    from soaes.cluster.client import job_client, job_url
+    from soaes.cluster.client import job_client, job_url, quiet_client_logs
     from soaes.cluster.jobs import follow_logs
 
+    quiet_client_logs(getattr(args, "verbose", False))
     try:
         job = submit_pipeline(
             args.pipeline,
