@@ -143,8 +143,14 @@ def _join(address: str | None) -> bool:
     state = read_state()
     if not (address or os.environ.get("RAY_ADDRESS")) and state:
         address = state["address"]
-        if state.get("auth_mode"):
-            os.environ.setdefault("RAY_AUTH_MODE", state["auth_mode"])
+        if state.get("auth_mode") == "token" and "RAY_AUTH_MODE" not in os.environ:
+            # Ray reads its auth mode once; this helper sets RAY_AUTH_MODE=token and
+            # refreshes that cached config, as Ray does itself for a cluster it finds.
+            from ray._private.authentication.authentication_token_setup import (
+                maybe_enable_token_auth_if_token_available,
+            )
+
+            maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         print(
