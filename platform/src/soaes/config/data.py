@@ -16,7 +16,10 @@ class SourceConfig(StrictModel):
     """One corpus: a built-in source of DATA.md or a user file/folder."""
 
     name: str = Field(description="Source name (a built-in name, or any label for a user file).")
-    group: str = Field(description="Mixing group this source belongs to, e.g. 'domain' or 'general'.")
+    group: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$",
+        description="Mixing group this source belongs to, e.g. 'domain' or 'general' (a folder name).",
+    )
     path: str | None = Field(default=None, description="File/folder/SQLite db for user sources.")
     format: Literal["builtin", "jsonl", "parquet", "text_lines", "text_files", "sqlite"] = Field(
         default="builtin", description="How to read the source."
@@ -162,7 +165,7 @@ class SFTSourceConfig(StrictModel):
 class SFTStageConfig(StrictModel):
     """One curriculum stage."""
 
-    name: str = Field(description="Stage name, e.g. 'stage1_chat'.")
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Stage name, e.g. 'stage1_chat' (a folder name).")
     sources: list[SFTSourceConfig] = Field(min_length=1, description="Conversation sources.")
     epochs: float = Field(default=1.0, gt=0, description="Passes over the stage data (used by training).")
 

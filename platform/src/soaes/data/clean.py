@@ -11,6 +11,7 @@ import re
 import unicodedata
 
 OK, FILTERED, QUARANTINED = "ok", "filtered", "quarantined"
+DUPLICATE = "duplicate"  # status of an exact repeat found before the driver (SFT builders)
 
 # C0/C1 controls (except \n and \t, handled below) and format characters such as zero-width
 # spaces and BOMs: they carry no text and break tokenisation and dedup.

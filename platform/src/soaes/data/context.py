@@ -23,6 +23,21 @@ def configure_data_context(shuffle: str, preserve_order: bool) -> None:
     ctx.enable_progress_bars = True
 
 
+# Rows per intermediate parquet file: few files keep the later shuffles' task counts small
+# (a sort shuffle runs one task per input block and partition).
+WORK_ROWS_PER_FILE = 20_000
+
+
+def read_work(path, columns: list[str]):
+    """Read an intermediate table as about two blocks per CPU: enough parallelism, and a
+    bounded number of shuffle partitions whatever the number of files."""
+    import ray
+
+    blocks = max(2, 2 * int(ray.cluster_resources().get("CPU", 1)))
+    # select_columns right after the read is pushed down into it: only these columns are read.
+    return ray.data.read_parquet(str(path), override_num_blocks=blocks).select_columns(columns)
+
+
 def reset_outputs(out: Path, names: list[str]) -> None:
     """Remove this pipeline's previous outputs (only the named entries) under ``out``."""
     out.mkdir(parents=True, exist_ok=True)

@@ -46,7 +46,7 @@ import ray
 from soaes.config.data import DataCPTConfig
 from soaes.config.loader import config_hash, save_resolved
 from soaes.data import dedup
-from soaes.data.context import configure_data_context, reset_outputs
+from soaes.data.context import WORK_ROWS_PER_FILE, configure_data_context, read_work, reset_outputs
 from soaes.data.manifest import (
     check_balance,
     format_table,
@@ -78,7 +78,7 @@ def prepare_corpus(cfg: DataCPTConfig, tokenizer: str, work: Path) -> None:
     ds = ds.repartition(target_num_rows_per_block=cfg.docs_per_block)
     ds = ds.map_batches(prepare_batch, batch_format="pyarrow", batch_size=None,
                         fn_kwargs={"clean": clean, "near": near, "tokenizer": tokenizer})
-    ds.write_parquet(str(work))
+    ds.write_parquet(str(work), min_rows_per_file=WORK_ROWS_PER_FILE)
 
 
 def read_meta(work: Path) -> dict[str, np.ndarray]:
@@ -96,7 +96,7 @@ def find_duplicates(cfg: DataCPTConfig, work: Path, meta: dict) -> dict[int, str
     """Ray grouping of candidates, then verification and union-find: ``{uid: kind}``."""
     if not (cfg.dedup.exact or cfg.dedup.near):
         return {}
-    ds = ray.data.read_parquet(str(work), columns=["uid", "status", "bands", "content_hash"])
+    ds = read_work(work, ["uid", "status", "bands", "content_hash"])
     # Partitions of the key shuffle: enough for every CPU, each at most ~2M (key, uid) rows.
     rows = int((meta["status"] == "ok").sum()) * (cfg.dedup.bands + 1)
     partitions = max(2 * int(ray.cluster_resources().get("CPU", 1)), rows // 2_000_000 + 1)
@@ -119,7 +119,7 @@ def find_duplicates(cfg: DataCPTConfig, work: Path, meta: dict) -> dict[int, str
 
 def pack_outputs(cfg: DataCPTConfig, work: Path, plan: CorpusPlan, out: Path, eos: int, pad: int) -> list[dict]:
     """Ray: route every planned copy to its shard, pack and write each shard in parallel."""
-    ds = ray.data.read_parquet(str(work), columns=["uid", "input_ids"])
+    ds = read_work(work, ["uid", "input_ids"])
     ds = ds.map_batches(attach_entries, batch_format="pyarrow", fn_kwargs={
         "uid": plan.entry_uid, "rank": plan.entry_rank, "out": plan.entry_out, "names": plan.out_names,
         "columns": ["input_ids"]})

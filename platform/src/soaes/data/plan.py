@@ -35,9 +35,10 @@ class CorpusPlan:
 
 
 def initial_outcomes(status: np.ndarray, reason: np.ndarray) -> np.ndarray:
-    """``ok`` -> ``out`` (provisional), else ``<status>:<reason>``."""
+    """``ok`` -> ``out`` (provisional), ``duplicate`` -> ``exact_dup``, else ``<status>:<reason>``."""
     outcome = np.char.add(np.char.add(status.astype(str), ":"), reason.astype(str)).astype(object)
     outcome[status == "ok"] = "out"
+    outcome[status == "duplicate"] = "exact_dup"
     return outcome
 
 

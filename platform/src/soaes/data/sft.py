@@ -39,7 +39,7 @@ import ray
 
 from soaes.config.data import DataSFTConfig
 from soaes.config.loader import config_hash, save_resolved
-from soaes.data.context import configure_data_context, reset_outputs
+from soaes.data.context import WORK_ROWS_PER_FILE, configure_data_context, read_work, reset_outputs
 from soaes.data.manifest import check_balance, format_table, outcome_counts, write_json, write_jsonl
 from soaes.data.read import PREVIEW_CHARS
 from soaes.data.sft_plan import SPLITS, SFTPlan, plan_sft
@@ -92,7 +92,7 @@ def write_sft_group(group: pa.Table, output_dir: str) -> pa.Table:
 def write_outputs(cfg: DataSFTConfig, work: Path, plan: SFTPlan, out: Path) -> list[dict]:
     """Ray: route examples (and train copies) to shards, write them in parallel; qa.jsonl."""
     cols = ["input_ids", "labels", "source", "example_id", "question", "answer"]
-    ds = ray.data.read_parquet(str(work), columns=["uid", *cols]).map_batches(
+    ds = read_work(work, ["uid", *cols]).map_batches(
         attach_entries, batch_format="pyarrow", fn_kwargs={
             "uid": plan.entry_uid, "rank": plan.entry_rank, "out": plan.entry_out,
             "names": plan.out_names, "columns": cols})
@@ -118,7 +118,8 @@ def prepare_examples(cfg: DataSFTConfig, tokenizer: str, work: Path) -> None:
     ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
     ds = ds.repartition(target_num_rows_per_block=500)  # spread rendering over the CPUs
     ds.map_batches(render_rows, batch_format="pyarrow", batch_size=None,
-                   fn_kwargs={"tokenizer": tokenizer, "max_len": cfg.max_len}).write_parquet(str(work))
+                   fn_kwargs={"tokenizer": tokenizer, "max_len": cfg.max_len}).write_parquet(
+                       str(work), min_rows_per_file=WORK_ROWS_PER_FILE)
 
 
 def read_meta(work: Path) -> dict:

@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from soaes.data.chat import render_batch
-from soaes.data.clean import FILTERED, OK, QUARANTINED
+from soaes.data.clean import DUPLICATE, FILTERED, OK, QUARANTINED
 from soaes.data.dedup import stable_hash64
 from soaes.data.dialogs import BUILDERS, Example, messages_from_json
 from soaes.data.read import PREVIEW_CHARS, decode_line, parse_json_object, split_lines
@@ -44,13 +44,20 @@ def _row(stage: str, source: str, ex: Example, status: str = "") -> dict:
 
 
 def builtin_examples(row: dict, stage: str, source: str, cap: int | None, seed: int) -> list[dict]:
-    """``flat_map``: every example of a built-in builder; past ``cap`` marked filtered.
+    """``flat_map``: every example of a built-in builder; exact repeats marked duplicate,
+    well-formed examples past ``cap`` marked filtered.
 
     The cap keeps the first ``cap`` well-formed examples in seeded source-document order
     (the same rule the driver applies), before rendering, so unused examples cost nothing.
     """
     examples = list(BUILDERS[source]())
     rows = [_row(stage, source, ex) for ex in examples]
+    seen: set = set()
+    for r in rows:  # exact repeats first, so that the cap counts distinct conversations
+        if r["status"] == OK:
+            if r["messages"] in seen:
+                r.update(status=DUPLICATE, messages="")
+            seen.add(r["messages"])
     if cap:
         ok = np.array([r["status"] == OK for r in rows], dtype=bool)
         group = np.array([stable_hash64(ex.group_key) for ex in examples], dtype=np.int64)
