@@ -33,7 +33,7 @@ def test_eval_pipeline_tiny(tmp_path, ray_session, tiny_paths):
         ],
     )
     summary = run_eval(cfg)
-    assert summary["models"] == ["target", "draft"]
+    assert summary["models"] == ["target", "draft"] and summary["reused"] == []
     res = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
     for name in ("target", "draft"):
         m = res["models"][name]
@@ -56,3 +56,8 @@ def test_eval_pipeline_tiny(tmp_path, ray_session, tiny_paths):
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     assert "## Continual pre-training (CPT)" in md and "### General-capability retention" in md
     assert (tmp_path / "report.html").is_file() and (tmp_path / "config.resolved.yaml").is_file()
+    # A second run with unchanged inputs reuses both models' results, numbers identical.
+    again = run_eval(cfg)
+    assert again["reused"] == ["target", "draft"]
+    res2 = json.loads((tmp_path / "results.json").read_text(encoding="utf-8"))
+    assert res2["models"] == res["models"] and res2["cpt"] == res["cpt"]

@@ -21,6 +21,12 @@ class EvalModelConfig(StrictModel):
         default=None, description="Tokenizer when not in the model folder."
     )
     trust_remote_code: bool = Field(default=False, description="Allow custom modelling code.")
+    tasks: list[Literal["qa", "mmlu", "perplexity"]] = Field(
+        default=["qa", "mmlu", "perplexity"],
+        min_length=1,
+        description="What to measure for this model (e.g. SFT arms need only 'qa', the CPT "
+        "arms 'mmlu' and 'perplexity').",
+    )
 
 
 class QASetConfig(StrictModel):
@@ -143,6 +149,9 @@ class ReportInputsConfig(StrictModel):
     )
 
 
+_QA_ROLES = ("base_sft", "cpt_sft", "single_stage", "progressive")
+
+
 class EvalConfig(StrictModel):
     """Pipeline ``eval``: score models on Q&A sets, MMLU and perplexity, write a report."""
 
@@ -170,7 +179,17 @@ class EvalConfig(StrictModel):
     report: ReportInputsConfig = Field(
         default_factory=ReportInputsConfig, description="Other stages' results for the report."
     )
-    task_num_cpus: float = Field(default=1, gt=0, description="CPUs of each model's Ray eval task.")
+    reuse_results: bool = Field(
+        default=True,
+        description="Skip a model whose files, items and settings are unchanged since its last "
+        "evaluation in output_dir (its saved results are used).",
+    )
+    task_num_cpus: float = Field(
+        default=2,
+        gt=0,
+        description="CPUs of each model's Ray eval task (Ray sets OMP_NUM_THREADS, i.e. torch's "
+        "threads, to this).",
+    )
     task_num_gpus: float = Field(default=0, ge=0, description="GPUs of each model's Ray eval task.")
 
     @model_validator(mode="after")
@@ -190,4 +209,12 @@ class EvalConfig(StrictModel):
             pool = [q.name for q in self.qa] if role == "qa_set" else names
             if value is not None and value not in pool:
                 raise ValueError(f"roles.{role}: {value!r} is not one of {pool}")
+            if role == "qa_set" or value is None:
+                continue
+            tasks = next(m.tasks for m in self.models if m.name == value)
+            need = {"qa"} if role in _QA_ROLES else {"mmlu", "perplexity"}
+            if not need & set(tasks):
+                raise ValueError(
+                    f"roles.{role}: model {value!r} has tasks {tasks}, needs one of {sorted(need)}"
+                )
         return self

@@ -44,24 +44,46 @@ def load_causal_lm(
     return model.eval(), tok
 
 
-def token_logprobs(model, seqs: Sequence[Sequence[int]], pad_id: int) -> list[torch.Tensor]:
+def token_logprobs(
+    model, seqs: Sequence[Sequence[int]], pad_id: int, keep_last: int | None = None
+) -> list[torch.Tensor]:
     """Log-prob of every token given its prefix, for one batch of sequences.
 
+    Args:
+        model: a causal LM.
+        seqs: token ids (each at least 2 tokens).
+        pad_id: padding id.
+        keep_last: only the last ``keep_last`` tokens of each sequence are needed. The batch
+            is then left-padded and the output layer runs on those positions only
+            (``logits_to_keep``): the vocabulary projection and log-softmax over every
+            context position would otherwise dominate for option scoring.
+
     Returns:
-        One float32 tensor per sequence, of length ``len(seq) - 1``: entry t is
-        log p(seq[t+1] | seq[:t+1]).
+        One float32 tensor per sequence: entry t is log p(seq[t+1] | seq[:t+1]), for all
+        ``len(seq) - 1`` tokens, or for the last ``min(keep_last, len(seq) - 1)``.
     """
     width = max(len(s) for s in seqs)
     ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
     mask = torch.zeros((len(seqs), width), dtype=torch.long)
     for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-        mask[i, : len(s)] = 1
+        cols = slice(width - len(s), width) if keep_last else slice(0, len(s))
+        ids[i, cols] = torch.tensor(s, dtype=torch.long)
+        mask[i, cols] = 1
+    kwargs = {}
+    if keep_last:
+        # Left padding: positions count real tokens only; logits only for the tail.
+        kwargs = {
+            "position_ids": (mask.cumsum(-1) - 1).clamp(min=0),
+            "logits_to_keep": min(keep_last, width - 1) + 1,
+        }
     with torch.inference_mode():
-        logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        logits = model(input_ids=ids, attention_mask=mask, **kwargs).logits[:, :-1].float()
+        targets = ids[:, width - logits.shape[1] :]
         # gather - logsumexp: avoids materialising a second vocab-sized log_softmax tensor.
-        picked = logits.gather(-1, ids[:, 1:, None]).squeeze(-1)
+        picked = logits.gather(-1, targets[..., None]).squeeze(-1)
         lp = picked - torch.logsumexp(logits, dim=-1)
+    if keep_last:
+        return [lp[i, -min(keep_last, len(s) - 1) :].clone() for i, s in enumerate(seqs)]
     return [lp[i, : len(s) - 1].clone() for i, s in enumerate(seqs)]
 
 
@@ -90,7 +112,8 @@ def continuation_logprobs(
     encoded = [encode_pair(tokenizer, c, x, max_len) for c, x in pairs]
     out = [0.0] * len(encoded)
     for idx in _batches([len(e[0]) for e in encoded], batch_size):
-        lps = token_logprobs(model, [encoded[i][0] for i in idx], tokenizer.pad_token_id)
+        keep = max(encoded[i][1] for i in idx)
+        lps = token_logprobs(model, [encoded[i][0] for i in idx], tokenizer.pad_token_id, keep)
         for i, lp in zip(idx, lps, strict=True):
             out[i] = float(lp[-encoded[i][1] :].sum())
     return out

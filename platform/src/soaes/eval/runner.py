@@ -5,11 +5,15 @@ afterwards, so vLLM's engine and the transformers weights are freed before the n
 Inside the task: one vLLM engine answers every Q&A set, then one transformers copy of the
 model scores MMLU options and perplexity. The driver pairs the per-item results into
 retention ratios with bootstrap intervals, fills the report's results dict and writes
-``results.json`` + ``report.{md,html,json}``.
+``results.json`` + ``report.{md,html,json}``. A model whose checkpoint files, items and
+settings are unchanged since its last evaluation in the same output folder is not evaluated
+again (``reuse_results``), so a failed multi-model run resumes where it stopped.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import time
 from pathlib import Path
@@ -19,6 +23,8 @@ from soaes.config.eval import EvalConfig, EvalModelConfig
 from soaes.eval.qa import write_json, write_jsonl
 
 log = logging.getLogger(__name__)
+
+CACHE_FILE = "result_full.json"
 
 
 def load_qa_sets(cfg: EvalConfig) -> dict[str, dict]:
@@ -65,7 +71,7 @@ def _qa_part(m: EvalModelConfig, cfg: EvalConfig, qa_sets: dict, out: Path) -> d
     """One vLLM engine answers every set; each set is scored and written on its own."""
     from soaes.eval.qa import generate_answers, score_items
 
-    if not qa_sets:
+    if not qa_sets or "qa" not in m.tasks:
         return {}
     questions = [it["question"] for s in qa_sets.values() for it in s["items"]]
     g = cfg.generation
@@ -109,6 +115,8 @@ def _lm_part(
     from soaes.eval.loglik import load_causal_lm
     from soaes.eval.retention import mmlu_summary, perplexity_items, ppl_summary, score_mmlu
 
+    mmlu_items = mmlu_items if "mmlu" in m.tasks else []
+    ppl_sets = ppl_sets if "perplexity" in m.tasks else {}
     if not mmlu_items and not ppl_sets:
         return None, {}
     model, tok = load_causal_lm(m.path, m.tokenizer, trust_remote_code=m.trust_remote_code)
@@ -132,10 +140,50 @@ def _lm_part(
     return mmlu, ppl
 
 
-def evaluate_model(
+def model_cache_key(
     m: EvalModelConfig, cfg: EvalConfig, qa_sets: dict, mmlu_items: list, ppl_sets: dict
+) -> str:
+    """Hash of everything one model's results depend on: its files, the items, the settings.
+
+    A local checkpoint is fingerprinted by file names, sizes and mtimes, so a retrained
+    folder at the same path is evaluated again.
+    """
+    from soaes.models.presets import resolve
+
+    folder = Path(resolve(m.path))
+    files = []
+    if folder.is_dir():
+        files = sorted(
+            [str(p.relative_to(folder)), p.stat().st_size, p.stat().st_mtime_ns]
+            for p in folder.rglob("*")
+            if p.is_file()
+        )
+    body = {
+        "model": m.model_dump(),
+        "files": files,
+        "qa": {k: [[i["question"], i["answer"]] for i in s["items"]] for k, s in qa_sets.items()},
+        "mmlu": [cfg.mmlu.scoring, [r["id"] for r in mmlu_items]],
+        "ppl": ppl_sets,
+        "generation": cfg.generation.model_dump(),
+        "ppl_max_len": cfg.ppl_max_len,
+    }
+    blob = json.dumps(body, sort_keys=True, ensure_ascii=False, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def evaluate_model(
+    m: EvalModelConfig,
+    cfg: EvalConfig,
+    qa_sets: dict,
+    mmlu_items: list,
+    ppl_sets: dict,
+    cache_key: str = "",
 ) -> dict:
-    """All of one model's measurements, with per-item data for the paired comparisons."""
+    """All of one model's measurements, with per-item data for the paired comparisons.
+
+    Also written in full (per-item data included) to ``models/<name>/result_full.json``
+    with ``cache_key``, so an unchanged model is not evaluated again.
+    """
     out = Path(cfg.output_dir) / "models" / m.name
     t0 = time.perf_counter()
     qa = _qa_part(m, cfg, qa_sets, out)
@@ -148,6 +196,7 @@ def evaluate_model(
         "seconds": round(time.perf_counter() - t0, 1),
     }
     write_json(out / "result.json", strip_per_item(result))
+    write_json(out / CACHE_FILE, {"cache_key": cache_key, **result})
     return result
 
 
@@ -158,19 +207,39 @@ def strip_per_item(obj: Any) -> Any:
     return obj
 
 
-def _run_models(cfg: EvalConfig, qa_sets: dict, mmlu_items: list, ppl_sets: dict) -> dict:
-    """Evaluate the models one after another, each in a fresh Ray worker process."""
+def _cached(cfg: EvalConfig, name: str, key: str) -> dict | None:
+    path = Path(cfg.output_dir) / "models" / name / CACHE_FILE
+    if not cfg.reuse_results or not path.is_file():
+        return None
+    body = json.loads(path.read_text(encoding="utf-8"))
+    return body if body.pop("cache_key", None) == key else None
+
+
+def _run_models(
+    cfg: EvalConfig, qa_sets: dict, mmlu_items: list, ppl_sets: dict
+) -> tuple[dict, list[str]]:
+    """Evaluate the models one after another, each in a fresh Ray worker process.
+
+    Returns:
+        Results by model name, and the names whose earlier results were reused.
+    """
     import ray
 
     task = ray.remote(max_calls=1)(evaluate_model).options(
         num_cpus=cfg.task_num_cpus, num_gpus=cfg.task_num_gpus, name="soaes-eval-model"
     )
     refs = {k: ray.put(v) for k, v in (("qa", qa_sets), ("mmlu", mmlu_items), ("ppl", ppl_sets))}
-    results = {}
+    results, reused = {}, []
     for m in cfg.models:
+        key = model_cache_key(m, cfg, qa_sets, mmlu_items, ppl_sets)
+        if (hit := _cached(cfg, m.name, key)) is not None:
+            log.info("%s: inputs unchanged (key %s), reusing its results", m.name, key)
+            results[m.name], reused = hit, [*reused, m.name]
+            continue
         log.info("evaluating %s (%s)", m.name, m.path)
-        results[m.name] = ray.get(task.remote(m, cfg, refs["qa"], refs["mmlu"], refs["ppl"]))
-    return results
+        ref = task.remote(m, cfg, refs["qa"], refs["mmlu"], refs["ppl"], key)
+        results[m.name] = ray.get(ref)
+    return results, reused
 
 
 def run_eval(cfg: EvalConfig) -> dict:
@@ -190,7 +259,7 @@ def run_eval(cfg: EvalConfig) -> dict:
         mmlu_items = stratified_subset(
             load_mmlu(cfg.mmlu.path), cfg.mmlu.n_per_subject, cfg.mmlu.seed
         )
-    per_model = _run_models(cfg, qa_sets, mmlu_items, ppl_sets)
+    per_model, reused = _run_models(cfg, qa_sets, mmlu_items, ppl_sets)
     results = build_results(cfg, per_model)
     results["config_hash"] = config_hash(cfg)
     write_json(out / "results.json", results)
@@ -198,6 +267,7 @@ def run_eval(cfg: EvalConfig) -> dict:
     return {
         "output_dir": str(out),
         "models": list(per_model),
+        "reused": reused,
         "report": {k: str(v) for k, v in paths.items()},
         "headline": {
             c["claim"]: f"{c['ours']} (paper {c['paper']}): {c['verdict']}"
