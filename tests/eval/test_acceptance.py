@@ -18,7 +18,7 @@ from soaes.eval.acceptance import (
     theoretical_speedup,
     write_spec_decode,
 )
-from soaes.train.distill_data import load_prompts
+from soaes.eval.domain_prompts import load_prompts
 
 
 def test_counter_difference_and_stats():

@@ -21,6 +21,8 @@ RUNNERS: dict[str, str] = {
     "eval": "soaes.eval.runner:run_eval",
     "cpt": "soaes.train.cpt:run_cpt",
     "sft": "soaes.train.sft:run_sft",
+    "distill": "soaes.train.distill:run_distill",
+    "full": "soaes.recipe.full:run_full",
 }
 
 # `soaes bench NAME [args…]`: NAME -> "module:function"; the function takes argv (list[str])
@@ -28,6 +30,8 @@ RUNNERS: dict[str, str] = {
 BENCHES: dict[str, str] = {
     "serve": "soaes.bench.serve:main",
     "data": "soaes.bench.data:main",
+    "train": "soaes.bench.train:main",
+    "spec": "soaes.bench.spec:main",
 }
 
 # Further subcommands: name -> "module:function"; the function is called with the argparse

@@ -7,6 +7,16 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from soaes.config.base import StrictModel
+from soaes.config.common import RayConfig
+from soaes.config.model import ModelRef
+from soaes.config.train import (
+    CheckpointSpec,
+    DeepSpeedSpec,
+    FaultSpec,
+    LoggingSpec,
+    OptimSpec,
+    ScalingSpec,
+)
 
 
 class DraftConfig(StrictModel):
@@ -73,15 +83,17 @@ class DraftConfig(StrictModel):
 class PromptsConfig(StrictModel):
     """Domain prompts: to generate on-policy training text, or to measure acceptance."""
 
-    source: Literal["laws_qa", "jsonl"] = Field(
+    source: Literal["laws_qa", "insuranceqa_en", "insuranceqa_zh", "jsonl"] = Field(
         default="laws_qa",
-        description="laws_qa: questions about real law articles (laws.db); jsonl: a user file.",
+        description="laws_qa: questions about real law articles (laws.db); insuranceqa_en/zh: "
+        "insurance questions (eval split = the corpus's test file); jsonl: a user file.",
     )
     path: str | None = Field(
         default=None, description="jsonl: file of {'prompt': str} or {'messages': [...]} lines."
     )
     split: Literal["train", "eval"] = Field(
-        description="Which deterministic split (eval = every 10th item): train and eval never overlap."
+        description="Which deterministic split (eval: every 10th item, or the corpus's test "
+        "file): train and eval prompts never overlap."
     )
     num_prompts: int = Field(default=64, ge=1, description="How many prompts to take.")
     chat_template: bool = Field(
@@ -107,6 +119,12 @@ class EngineConfig(StrictModel):
     )
     tensor_parallel_size: int = Field(default=1, ge=1, description="TP degree of the target.")
     seed: int = Field(default=0, description="Engine seed.")
+    actor_num_gpus: float = Field(
+        default=0,
+        ge=0,
+        description="GPUs reserved by a Ray Data actor hosting this engine (on-policy "
+        "generation); set it to tensor_parallel_size on a GPU cluster.",
+    )
     extra: dict[str, Any] = Field(
         default_factory=dict, description="Further vllm.LLM keyword arguments, passed as given."
     )
@@ -174,6 +192,12 @@ class AcceptanceConfig(StrictModel):
     num_speculative_tokens: list[int] = Field(
         default=[1, 2, 3, 4], min_length=1, description="Values of k to measure."
     )
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        description="Prompts decoded together; null: all at once (throughput); 1: single "
+        "stream (latency, where speculation helps most).",
+    )
     measure_speed: bool = Field(
         default=True,
         description="Also time the target alone and the draft alone (for c and the speed-ups).",
@@ -186,4 +210,105 @@ class AcceptanceConfig(StrictModel):
             raise ValueError("prompts.split must be 'eval' (held out from distillation)")
         if any(k < 1 for k in self.num_speculative_tokens):
             raise ValueError("num_speculative_tokens values must be >= 1")
+        return self
+
+
+class DistillDataSpec(StrictModel):
+    """Distillation text: on-policy generations and/or existing tokenised data, mixed."""
+
+    onpolicy: OnPolicyConfig | None = Field(
+        default=None, description="Generate continuations of domain prompts with vLLM."
+    )
+    datasets: list[DatasetSourceConfig] = Field(
+        default_factory=list, description="CPT/SFT pipeline outputs to distil on as well."
+    )
+    max_len: int = Field(default=512, ge=8, description="Rows are cut to this many tokens.")
+    eval_rows: int = Field(default=16, ge=1, description="Rows held out for the held-out KL.")
+    seed: int = Field(default=0, description="Seed of the mixing sample and the held-out split.")
+
+    @model_validator(mode="after")
+    def _check(self) -> DistillDataSpec:
+        if self.onpolicy is None and not self.datasets:
+            raise ValueError("set onpolicy and/or datasets: there is no distillation text")
+        return self
+
+
+class DistillConfig(StrictModel):
+    """Pipeline ``distill``: build a draft, distil it toward the target, measure acceptance.
+
+    Stages (each skipped when its output exists): draft construction -> distillation data
+    (on-policy generation, offline teacher scores) -> Ray Train + DeepSpeed distillation ->
+    vLLM acceptance of the undistilled and distilled draft -> ``spec_decode.json``.
+    """
+
+    kind: Literal["distill"] = Field(default="distill", description="Pipeline kind.")
+    name: str = Field(description="Run name.")
+    output_dir: str = Field(
+        description="Run folder: draft_init/, data/, checkpoints/, hf/ (the distilled draft), "
+        "acceptance.json, spec_decode.json."
+    )
+    ray: RayConfig = Field(default_factory=RayConfig, description="Ray connection.")
+    target: ModelRef = Field(description="The frozen target (teacher).")
+    draft: DraftConfig = Field(description="How the draft (student) is built.")
+    data: DistillDataSpec = Field(description="Distillation text.")
+    teacher: Literal["online", "offline"] = Field(
+        default="online",
+        description="online: the target runs beside the student on every worker; offline: its "
+        "top-k log-probs are computed once (vLLM logprobs for on-policy text, a Ray Data job "
+        "otherwise) and stored, for a target too big to sit beside the student.",
+    )
+    loss: LossConfig = Field(default_factory=LossConfig, description="Distillation objective.")
+    generation: EngineConfig = Field(
+        default_factory=EngineConfig, description="vLLM engine of the on-policy generator."
+    )
+    scaling: ScalingSpec = Field(default_factory=ScalingSpec, description="Ray Train workers.")
+    deepspeed: DeepSpeedSpec = Field(default_factory=DeepSpeedSpec, description="DeepSpeed engine.")
+    optim: OptimSpec = Field(default_factory=OptimSpec, description="Optimizer and LR schedule.")
+    micro_batch_size: int = Field(
+        default=4, ge=1, description="Sequences per worker per micro-step."
+    )
+    grad_accum_steps: int = Field(default=1, ge=1, description="Micro-steps per optimizer step.")
+    epochs: float = Field(
+        default=1.0, gt=0, description="Passes over the data (if max_steps is null)."
+    )
+    max_steps: int | None = Field(
+        default=None, ge=1, description="Optimizer steps; overrides epochs."
+    )
+    pad_to_multiple: int = Field(
+        default=8, ge=1, description="Pad batch length to a multiple of this."
+    )
+    seed: int = Field(default=0, description="Seed of weights-independent randomness.")
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpointing.")
+    fault: FaultSpec = Field(default_factory=FaultSpec, description="Fault tolerance.")
+    logging: LoggingSpec = Field(default_factory=LoggingSpec, description="Metrics and evaluation.")
+    acceptance: AcceptanceConfig | None = Field(
+        default=None, description="Measure acceptance of the undistilled and distilled draft."
+    )
+
+    @model_validator(mode="after")
+    def _check(self) -> DistillConfig:
+        if self.teacher == "offline" and self.loss.top_k is None:
+            raise ValueError("teacher 'offline' stores top-k log-probs: set loss.top_k")
+        if self.teacher == "offline" and self.loss.temperature != 1.0:
+            raise ValueError(
+                "teacher 'offline' scores are at temperature 1: set loss.temperature 1"
+            )
+        if not self.scaling.use_gpu and self.deepspeed.precision != "fp32":
+            raise ValueError(
+                f"deepspeed.precision {self.deepspeed.precision!r} needs "
+                "scaling.use_gpu: CPU training runs in fp32"
+            )
+        if self.fault.fail_rank >= self.scaling.num_workers:
+            raise ValueError(
+                f"fault.fail_rank {self.fault.fail_rank} >= scaling.num_workers "
+                f"{self.scaling.num_workers}"
+            )
+        global_batch = self.micro_batch_size * self.scaling.num_workers
+        if self.data.eval_rows < global_batch:
+            raise ValueError(
+                f"data.eval_rows {self.data.eval_rows} < micro_batch_size x "
+                f"num_workers ({global_batch}): the held-out KL would be empty"
+            )
+        if not self.checkpoint.export_hf:
+            raise ValueError("checkpoint.export_hf must be true: hf/ is the distilled draft")
         return self

@@ -139,15 +139,21 @@ def close_llm(llm: Any) -> None:
         gc.collect()
 
 
-def timed_generate(llm: Any, prompts: list[str], max_tokens: int) -> tuple[list[list[int]], float]:
-    """Greedy generation of every prompt as one batch: (token ids per prompt, seconds)."""
+def timed_generate(
+    llm: Any, prompts: list[str], max_tokens: int, batch_size: int | None = None
+) -> tuple[list[list[int]], float]:
+    """Greedy generation, ``batch_size`` prompts at a time (None: all): (ids per prompt, s)."""
     from vllm import SamplingParams
 
     params = SamplingParams(max_tokens=max_tokens, temperature=0.0)
-    t0 = time.perf_counter()
-    outs = llm.generate(prompts, params, use_tqdm=False)
-    seconds = time.perf_counter() - t0
-    return [list(o.outputs[0].token_ids) for o in outs], seconds
+    step = batch_size or len(prompts)
+    tokens, seconds = [], 0.0
+    for i in range(0, len(prompts), step):
+        t0 = time.perf_counter()
+        outs = llm.generate(prompts[i : i + step], params, use_tqdm=False)
+        seconds += time.perf_counter() - t0
+        tokens += [list(o.outputs[0].token_ids) for o in outs]
+    return tokens, seconds
 
 
 def run_engine(
@@ -157,6 +163,7 @@ def run_engine(
     max_tokens: int,
     draft: str | None = None,
     k: int = 0,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Start one engine, warm it up, time greedy generation and read the counters.
 
@@ -168,7 +175,7 @@ def run_engine(
     try:
         timed_generate(llm, prompts[:1], 4)  # warm-up: first call pays one-off costs
         before = read_counters(llm)
-        tokens, seconds = timed_generate(llm, prompts, max_tokens)
+        tokens, seconds = timed_generate(llm, prompts, max_tokens, batch_size)
         result: dict[str, Any] = {
             "tokens": tokens,
             "seconds": seconds,
@@ -182,52 +189,119 @@ def run_engine(
 
 
 def measure_acceptance(
-    target: str, draft: str, prompts: list[str], cfg: AcceptanceConfig
+    target: str,
+    draft: str,
+    prompts: list[str],
+    cfg: AcceptanceConfig,
+    baseline: dict[str, Any] | None = None,
+    c: float | None = None,
 ) -> dict[str, Any]:
     """Acceptance (and, if configured, speed) of ``draft`` for ``target`` over several k.
 
-    Runs the target alone and the draft alone (for c and the reference outputs), then
-    target + draft for each k on the same prompts, greedy. Every speculative run's outputs
-    are compared with the target's own.
+    Runs the target alone (unless ``baseline`` is given) and the draft alone (unless ``c``
+    is given) for c and the reference outputs, then target + draft for each k on the same
+    prompts, greedy. Every speculative run's outputs are compared with the target's own.
 
     Returns:
         A JSON-able summary: per-k rows, c, the best k.
     """
-    base = drafted = None
     if cfg.measure_speed:
-        base = run_engine(target, cfg.engine, prompts, cfg.max_tokens)
-        drafted = run_engine(draft, cfg.engine, prompts, cfg.max_tokens)
-    c = base["tokens_per_s"] / drafted["tokens_per_s"] if base and drafted else None
+        baseline = baseline or run_engine(
+            target, cfg.engine, prompts, cfg.max_tokens, batch_size=cfg.batch_size
+        )
+        if c is None:
+            alone = run_engine(
+                draft, cfg.engine, prompts, cfg.max_tokens, batch_size=cfg.batch_size
+            )
+            c = baseline["tokens_per_s"] / alone["tokens_per_s"]
     rows = []
     for k in cfg.num_speculative_tokens:
-        r = run_engine(target, cfg.engine, prompts, cfg.max_tokens, draft=draft, k=k)
+        r = run_engine(
+            target, cfg.engine, prompts, cfg.max_tokens, draft, k, batch_size=cfg.batch_size
+        )
         alpha = fit_alpha(r["mean_acceptance_length"], k)
         row = {"k": k, **{key: v for key, v in r.items() if key != "tokens"}, "alpha": alpha}
-        if base is not None:
-            row["outputs_identical"] = r["tokens"] == base["tokens"]
-            row["speedup_measured"] = r["tokens_per_s"] / base["tokens_per_s"]
+        if baseline is not None:
+            row["outputs_identical"] = r["tokens"] == baseline["tokens"]
+            row["speedup_measured"] = r["tokens_per_s"] / baseline["tokens_per_s"]
             row["speedup_theoretical"] = theoretical_speedup(alpha, k, c)
         rows.append(row)
         log.info(
-            "k=%d acceptance %.3f mean length %.2f%s",
+            "%s k=%d acceptance %.3f mean length %.3f%s",
+            Path(draft).name,
             k,
             row["acceptance_rate"],
             row["mean_acceptance_length"],
-            f" speed-up {row['speedup_measured']:.2f}x" if base else "",
+            f" speed-up {row['speedup_measured']:.2f}x" if baseline else "",
         )
-    key = "speedup_measured" if base is not None else "mean_acceptance_length"
+    key = "speedup_measured" if baseline is not None else "mean_acceptance_length"
     best = max(rows, key=lambda r: r[key])
     return {
         "target": target,
-        "draft": draft,
+        "draft": str(Path(draft).resolve()),
         "num_prompts": len(prompts),
         "max_tokens": cfg.max_tokens,
         "c": c,
-        "target_tokens_per_s": base["tokens_per_s"] if base else None,
-        "draft_tokens_per_s": drafted["tokens_per_s"] if drafted else None,
+        "target_tokens_per_s": baseline["tokens_per_s"] if baseline else None,
         "best_k": best["k"],
         "rows": rows,
+        "_baseline": baseline,
     }
+
+
+def _shape(model_dir: str) -> tuple:
+    cfg = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+    return tuple(
+        cfg.get(k)
+        for k in (
+            "model_type",
+            "num_hidden_layers",
+            "hidden_size",
+            "intermediate_size",
+            "vocab_size",
+        )
+    )
+
+
+def compare_drafts(
+    target: str,
+    drafts: dict[str, str],
+    cfg: AcceptanceConfig,
+    out_dir: str | Path,
+    serve: str | None = None,
+) -> dict[str, Any]:
+    """Measure several drafts of one target on the same held-out prompts.
+
+    The target-alone run is shared, and c is measured once per draft shape. Writes
+    ``acceptance.json`` (everything) and ``spec_decode.json`` for the ``serve`` draft
+    (default: the last one) to ``out_dir``.
+
+    Returns:
+        ``{name: summary}`` plus ``length_ratio``: the mean acceptance length of the served
+        draft over each other draft's, per k.
+    """
+    from transformers import AutoTokenizer
+
+    from soaes.eval.domain_prompts import load_prompts
+
+    prompts = load_prompts(cfg.prompts, AutoTokenizer.from_pretrained(target))
+    baseline, costs, results = None, {}, {}
+    for name, draft in drafts.items():
+        r = measure_acceptance(target, draft, prompts, cfg, baseline, costs.get(_shape(draft)))
+        baseline, costs[_shape(draft)] = r.pop("_baseline"), r["c"]
+        results[name] = r
+    serve = serve or list(drafts)[-1]
+    out: dict[str, Any] = {"drafts": results, "served": serve, "length_ratio": {}}
+    for name, r in results.items():
+        if name != serve:
+            out["length_ratio"][name] = {
+                row["k"]: s_row["mean_acceptance_length"] / row["mean_acceptance_length"]
+                for row, s_row in zip(r["rows"], results[serve]["rows"], strict=True)
+            }
+    write_spec_decode(out_dir, results[serve])
+    path = Path(out_dir) / "acceptance.json"
+    path.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    return out
 
 
 def write_spec_decode(out_dir: str | Path, summary: dict[str, Any]) -> Path:

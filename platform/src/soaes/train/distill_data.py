@@ -1,98 +1,50 @@
-"""Distillation data: domain prompts, on-policy text from vLLM, offline teacher top-k logits.
+"""Distillation data: on-policy text from vLLM, dataset rows, offline teacher top-k scores.
 
-Rows of distillation data are ``{"input_ids": [...], "loss_mask": [...]}`` (same length;
-``loss_mask[t] = 1`` when the logits at position t, which predict token t+1, count), plus
-``topk_values`` / ``topk_indices`` (``[T][k]``) once an offline teacher has scored them.
+Rows are ``{"input_ids": [T], "loss_mask": [T]}`` (``loss_mask[t] = 1`` when the logits at
+position t, which predict token t+1, count) plus, for an offline teacher,
+``teacher_logprobs`` / ``teacher_indices`` (``[T * k]`` flattened: the target's top-k
+log-probabilities and token ids at every position).
 
 On-policy text (DistillSpec): the target (or the draft) continues held-in domain prompts
 with vLLM; the draft then learns the target's distribution exactly where serving will ask it
 to guess, which gave higher acceptance than corpus text (ENVIRONMENT.md). Both batch jobs
-run as Ray Data ``map_batches`` over an actor class, so they scale out unchanged.
+(generation, offline scoring) run as Ray Data ``map_batches`` over an actor class, so they
+scale out unchanged on a cluster.
 """
 
 from __future__ import annotations
 
-import json
 import logging
-import random
-import sqlite3
+import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from soaes.config.distill import EngineConfig, OnPolicyConfig, PromptsConfig
+from soaes.config.distill import DistillConfig, EngineConfig, OnPolicyConfig
+from soaes.eval.domain_prompts import load_prompts
 
 log = logging.getLogger(__name__)
 
-_LAW_TEMPLATES = (
-    "《{law}》{no}规定了什么？",
-    "请用简单的话解释下面的法律条文。\n{law}{no}：{text}",
-)
 
-
-def _laws_questions() -> list[str]:
-    """Domain questions about real law articles, in a fixed order."""
-    from soaes.assets.fetch import require
-
-    con = sqlite3.connect(f"file:{require('laws') / 'laws.db'}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            "SELECT law_name, article_no, article_text FROM articles "
-            "WHERE status = '现行有效' ORDER BY id"
-        ).fetchall()
-    finally:
-        con.close()
-    return [
-        _LAW_TEMPLATES[i % 2].format(law=law, no=no or "", text=(text or "")[:200])
-        for i, (law, no, text) in enumerate(rows)
-    ]
-
-
-def _jsonl_prompts(path: str) -> list[str | list[dict]]:
-    items: list[str | list[dict]] = []
-    for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        rec = json.loads(line)
-        if "prompt" in rec:
-            items.append(str(rec["prompt"]))
-        elif "messages" in rec:
-            items.append(list(rec["messages"]))
-        else:
-            raise ValueError(f"{path}:{n}: need a 'prompt' or 'messages' field")
-    return items
-
-
-def load_prompts(cfg: PromptsConfig, tokenizer: Any) -> list[str]:
-    """The configured prompts as strings ready for the model.
-
-    The split is deterministic (every 10th item is 'eval'), so distillation prompts never
-    include the prompts acceptance is measured on.
-
-    Args:
-        cfg: which prompts.
-        tokenizer: the target's tokenizer (for its chat template).
-    """
-    items = _laws_questions() if cfg.source == "laws_qa" else _jsonl_prompts(cfg.path or "")
-    items = [x for i, x in enumerate(items) if (i % 10 == 0) == (cfg.split == "eval")]
-    random.Random(cfg.seed).shuffle(items)
-    out = []
-    for item in items[: cfg.num_prompts]:
-        messages = item if isinstance(item, list) else [{"role": "user", "content": item}]
-        if cfg.chat_template:
-            out.append(
-                tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-            )
-        else:
-            out.append(item if isinstance(item, str) else messages[-1]["content"])
-    if not out:
-        raise ValueError(f"prompts ({cfg.source}, split {cfg.split}): no prompts found")
-    return out
+def _teacher_arrays(n_pos: int, first: int, logprobs: list[dict], k: int) -> tuple[list, list]:
+    """Flattened ``[n_pos * k]`` top-k log-probs and ids; position ``first + j`` holds the
+    distribution that generated token j (vLLM's ``logprobs``), other positions zeros."""
+    values = np.zeros((n_pos, k), dtype=np.float32)
+    ids = np.zeros((n_pos, k), dtype=np.int32)
+    for j, by_token in enumerate(logprobs):
+        best = sorted(by_token.items(), key=lambda kv: kv[1].logprob, reverse=True)[:k]
+        for r, (tok, lp) in enumerate(best):
+            values[first + j, r], ids[first + j, r] = lp.logprob, tok
+    return values.ravel().tolist(), ids.ravel().tolist()
 
 
 class VLLMGenerator:
-    """Ray Data actor: continues each batch's ``prompt`` with vLLM, returns token rows."""
+    """Ray Data actor: continues each batch's ``prompt`` with vLLM, returns distillation rows.
+
+    With ``logprobs_k`` the generator is the teacher and its top-k log-probs at every
+    generated token come back with the text: an offline teacher at no extra cost.
+    """
 
     def __init__(
         self,
@@ -102,29 +54,49 @@ class VLLMGenerator:
         temperature: float,
         samples_per_prompt: int,
         seed: int,
+        logprobs_k: int | None = None,
     ):
         from vllm import LLM, SamplingParams
 
+        if logprobs_k:
+            engine = {"max_logprobs": max(20, logprobs_k), **engine}
         self.llm = LLM(model=model, disable_log_stats=True, **engine)
+        self.k = logprobs_k
         self.params = SamplingParams(
-            max_tokens=max_tokens, temperature=temperature, n=samples_per_prompt, seed=seed
+            max_tokens=max_tokens,
+            temperature=temperature,
+            n=samples_per_prompt,
+            seed=seed,
+            logprobs=logprobs_k,
         )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, list]:
         outputs = self.llm.generate(list(batch["prompt"]), self.params, use_tqdm=False)
-        ids, masks = [], []
+        rows: dict[str, list] = {"input_ids": [], "loss_mask": []}
+        if self.k:
+            rows.update(teacher_logprobs=[], teacher_indices=[])
         for out in outputs:
             prompt = list(out.prompt_token_ids)
             for c in out.outputs:
                 gen = list(c.token_ids)
-                ids.append(prompt + gen)
-                # Logits at positions len(prompt)-1 … end-1 predict the generated tokens.
-                masks.append([0] * (len(prompt) - 1) + [1] * len(gen) + [0])
-        return {"input_ids": ids, "loss_mask": masks}
+                rows["input_ids"].append(prompt + gen)
+                # Logits at positions len(prompt)-1 … end-2 predict the generated tokens.
+                rows["loss_mask"].append([0] * (len(prompt) - 1) + [1] * len(gen) + [0])
+                if self.k:
+                    v, i = _teacher_arrays(
+                        len(prompt) + len(gen), len(prompt) - 1, list(c.logprobs or []), self.k
+                    )
+                    rows["teacher_logprobs"].append(v)
+                    rows["teacher_indices"].append(i)
+        return rows
 
 
 def generate_onpolicy(
-    cfg: OnPolicyConfig, model_dir: str, engine: EngineConfig, out_dir: str | Path
+    cfg: OnPolicyConfig,
+    model_dir: str,
+    engine: EngineConfig,
+    out_dir: str | Path,
+    logprobs_k: int | None = None,
 ) -> Path:
     """Write on-policy distillation rows (parquet) generated by ``model_dir`` with vLLM.
 
@@ -133,6 +105,7 @@ def generate_onpolicy(
         model_dir: the generator's folder (the target's, or the draft's).
         engine: vLLM engine settings.
         out_dir: parquet output folder.
+        logprobs_k: also store the generator's top-k log-probs (offline teacher).
 
     Returns:
         ``out_dir``.
@@ -144,9 +117,10 @@ def generate_onpolicy(
     ds = ray.data.from_items([{"prompt": p} for p in prompts])
     ds = ds.map_batches(
         VLLMGenerator,
-        batch_size=len(prompts),
+        batch_size=min(len(prompts), 512),
         concurrency=1,
         num_cpus=1,
+        num_gpus=engine.actor_num_gpus,
         fn_constructor_kwargs=dict(
             model=model_dir,
             engine=engine.llm_kwargs(),
@@ -154,50 +128,152 @@ def generate_onpolicy(
             temperature=cfg.temperature,
             samples_per_prompt=cfg.samples_per_prompt,
             seed=engine.seed,
+            logprobs_k=logprobs_k,
         ),
     )
     ds.write_parquet(str(out_dir))
-    log.info("wrote %d on-policy rows to %s", ds.count(), out_dir)
+    log.info("on-policy rows written to %s", out_dir)
     return Path(out_dir)
 
 
+def rows_from_dataset(batch: dict[str, np.ndarray]) -> dict[str, list]:
+    """CPT blocks (``n_pad``) or SFT examples (``labels``) -> distillation rows.
+
+    CPT: every non-pad position that predicts a real token counts. SFT: the positions that
+    predict an assistant token (label != -100) count.
+    """
+    ids_out, masks = [], []
+    for i, ids in enumerate(batch["input_ids"]):
+        ids = np.asarray(ids, dtype=np.int64)
+        if "labels" in batch:
+            labels = np.asarray(batch["labels"][i], dtype=np.int64)
+            mask = np.append(labels[1:] != -100, False).astype(np.int32)
+        else:
+            n = len(ids) - int(batch["n_pad"][i]) if "n_pad" in batch else len(ids)
+            ids = ids[:n]
+            mask = np.append(np.ones(n - 1, dtype=np.int32), 0)
+        ids_out.append(ids.tolist())
+        masks.append(mask.tolist())
+    return {"input_ids": ids_out, "loss_mask": masks}
+
+
 class TeacherTopK:
-    """Ray Data actor: the frozen target's top-k logits at every position of each row."""
+    """Ray Data actor: the frozen target's top-k log-probs at every position of each row."""
 
-    def __init__(self, model: str, top_k: int, temperature: float = 1.0):
-        import torch
-        from transformers import AutoModelForCausalLM
+    def __init__(self, model: str, top_k: int, dtype: str = "float32"):
+        from soaes.train.engine import load_frozen
 
-        self.model = AutoModelForCausalLM.from_pretrained(model, dtype=torch.float32).eval()
+        self.model = load_frozen(model, dtype)
         self.top_k = top_k
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, Any]:
         import torch
 
+        from soaes.train.losses import topk_teacher
+
         values, indices = [], []
         with torch.no_grad():
             for ids in batch["input_ids"]:  # one row at a time: rows differ in length
-                logits = self.model(torch.as_tensor(np.asarray(ids))[None]).logits[0]
-                v, i = logits.topk(self.top_k, dim=-1)
-                values.append(v.numpy().astype(np.float32))
-                indices.append(i.numpy().astype(np.int32))
-        return {**batch, "topk_values": values, "topk_indices": indices}
+                logits = self.model(torch.as_tensor(np.asarray(ids, dtype=np.int64))[None]).logits
+                v, i = topk_teacher(logits[0], self.top_k)
+                values.append(v.float().numpy().ravel())
+                indices.append(i.numpy().astype(np.int32).ravel())
+        return {**batch, "teacher_logprobs": values, "teacher_indices": indices}
 
 
 def score_offline(
-    ds: Any, teacher_dir: str, top_k: int, out_dir: str | Path, num_cpus: float = 1
-) -> Path:
-    """Precompute the teacher's top-k logits for a Ray Dataset of rows and store them.
+    ds: Any,
+    teacher_dir: str,
+    top_k: int,
+    dtype: str = "float32",
+    num_cpus: float = 1,
+    num_gpus: float = 0,
+) -> Any:
+    """The rows of ``ds`` with the teacher's top-k log-probs added (a Ray Data batch job).
 
-    For a teacher too big to sit beside the student: this batch job runs once (on the
-    cluster's big GPUs), and distillation then reads ``topk_values``/``topk_indices``.
+    For a teacher too big to sit beside the student: this job runs once (on the cluster's
+    big GPUs: ``num_gpus``), and distillation then reads ``teacher_logprobs`` /
+    ``teacher_indices`` instead of running the teacher.
     """
-    scored = ds.map_batches(
+    return ds.map_batches(
         TeacherTopK,
         batch_size=8,
         concurrency=1,
         num_cpus=num_cpus,
-        fn_constructor_kwargs=dict(model=teacher_dir, top_k=top_k),
+        num_gpus=num_gpus,
+        fn_constructor_kwargs=dict(model=teacher_dir, top_k=top_k, dtype=dtype),
     )
-    scored.write_parquet(str(out_dir))
-    return Path(out_dir)
+
+
+def _cut(row: dict[str, Any], max_len: int, k: int) -> dict[str, Any]:
+    """Cut a row to ``max_len`` tokens (the last kept position predicts nothing)."""
+    n = min(len(row["input_ids"]), max_len)
+    out = {
+        "input_ids": np.asarray(row["input_ids"][:n], dtype=np.int32),
+        "loss_mask": np.asarray(row["loss_mask"][:n], dtype=np.int8),
+    }
+    out["loss_mask"][-1] = 0
+    if k:
+        out["teacher_logprobs"] = np.asarray(row["teacher_logprobs"][: n * k], dtype=np.float32)
+        out["teacher_indices"] = np.asarray(row["teacher_indices"][: n * k], dtype=np.int32)
+    return out
+
+
+def _weighted(ds: Any, weight: float, seed: int) -> list[Any]:
+    """A source repeated ``weight`` times per epoch (fractions by seeded sampling)."""
+    whole, frac = divmod(weight, 1.0)
+    parts = [ds] * int(whole)
+    if frac > 0:
+        parts.append(ds.random_sample(frac, seed=seed))
+    return parts
+
+
+def prepare_data(cfg: DistillConfig, target_dir: str, draft_dir: str, out_dir: str | Path) -> Path:
+    """Build ``<out_dir>/{train,eval}`` parquet rows for distillation (skipped when done).
+
+    On-policy text comes from the target (or the draft) through vLLM; dataset rows are
+    converted from the CPT/SFT outputs. With an offline teacher every row also carries the
+    target's top-k log-probs. Sources are mixed by weight and ``eval_rows`` rows are held out.
+
+    Returns:
+        ``out_dir``.
+    """
+    import ray
+
+    from soaes.config.loader import config_hash
+    from soaes.train.data import parquet_files
+
+    out = Path(out_dir)
+    key = config_hash(cfg.data) + cfg.teacher + str(cfg.loss.top_k)
+    if (out / "DONE").is_file() and (out / "DONE").read_text().strip() == key:
+        return out
+    k = cfg.loss.top_k if cfg.teacher == "offline" else 0
+    parts: list[Any] = []
+    if cfg.data.onpolicy is not None:
+        op = cfg.data.onpolicy
+        gen_model = target_dir if op.generator == "target" else draft_dir
+        # Only the target's own logprobs are teacher scores; draft text is scored below.
+        lp_k = k if op.generator == "target" else None
+        gen = generate_onpolicy(op, gen_model, cfg.generation, out / "onpolicy", lp_k or None)
+        ds = ray.data.read_parquet(parquet_files(str(gen)))
+        if k and not lp_k:
+            ds = score_offline(ds.select_columns(["input_ids", "loss_mask"]), target_dir, k)
+        parts += _weighted(ds, op.weight, cfg.data.seed)
+    for src in cfg.data.datasets:
+        ds = ray.data.read_parquet(parquet_files(src.path) if Path(src.path).is_dir() else src.path)
+        if src.max_rows:
+            ds = ds.limit(src.max_rows)
+        ds = ds.map_batches(rows_from_dataset, batch_format="numpy")
+        if k:
+            ds = score_offline(ds, target_dir, k, cfg.target.dtype)
+        parts += _weighted(ds, src.weight, cfg.data.seed)
+    ds = parts[0].union(*parts[1:]) if len(parts) > 1 else parts[0]
+    ds = ds.map(_cut, fn_kwargs={"max_len": cfg.data.max_len, "k": k})
+    train, held = ds.train_test_split(
+        test_size=cfg.data.eval_rows, shuffle=True, seed=cfg.data.seed
+    )
+    for name, part in (("train", train), ("eval", held)):
+        shutil.rmtree(out / name, ignore_errors=True)
+        part.write_parquet(str(out / name))
+    (out / "DONE").write_text(key + "\n")
+    return out

@@ -237,12 +237,17 @@ def _on_step(
                 "[%s] %s", plan.meta.get("name", "train"), progress_line(rec, plan.total_steps)
             )
         emit(plan, rec)
-        metrics, win = rec, _Window()
+        metrics = rec
+    t_other = time.time()
     if evals and ((lg.eval_every_steps and state.step % lg.eval_every_steps == 0) or last):
         emit(plan, {"event": "eval", "step": state.step, **evaluate(engine, evals, loss_fn)})
     if (ck.every_steps and state.step % ck.every_steps == 0) or (last and ck.at_end):
         save_checkpoint(engine, plan, state, {"loss": metrics.get("loss", float("nan"))})
     _maybe_fail(plan, state.step)
+    # Eval/checkpoint time is not training time: tokens/s and step time leave it out.
+    if metrics:
+        return _Window()
+    win.start += time.time() - t_other
     return win
 
 

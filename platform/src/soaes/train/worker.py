@@ -11,6 +11,7 @@ calls in the same order with its own loss.
 from __future__ import annotations
 
 import functools
+import os
 import resource
 import time
 from pathlib import Path
@@ -108,7 +109,7 @@ def causal_lm_worker(config: dict[str, Any]) -> None:
     """Ray Train worker entry of CPT and SFT; ``config["plan"]`` is a :class:`RunPlan`."""
     import ray.train
 
-    t0 = time.time()
+    marks = {"worker_start_s": time.time()}
     plan: RunPlan = config["plan"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
@@ -119,7 +120,9 @@ def causal_lm_worker(config: dict[str, Any]) -> None:
     micro_index = (ckpt.read_manifest(src) or {}).get("micro_index", 0) if src else 0
     collate = make_collate(plan)
     shard = ray.train.get_dataset_shard("train")
-    first = start_early(epoch_batches(shard, plan, collate, micro_index))
+    batches = epoch_batches(shard, plan, collate, micro_index)
+    first = start_early(batches) if os.environ.get("SOAES_EARLY_DATA", "1") == "1" else batches
+    marks["data_started_s"] = time.time()
     model, keepalive = load_causal_lm(
         plan.model_path,
         plan.ds_config,
@@ -127,25 +130,17 @@ def causal_lm_worker(config: dict[str, Any]) -> None:
         plan.activation_checkpointing,
         plan.trust_remote_code,
     )
+    marks["model_loaded_s"] = time.time()
     engine = create_engine(model, plan.ds_config, plan.optim, plan.total_steps)
     del keepalive
-    t_engine = time.time()
+    marks["engine_ready_s"] = time.time()
     state = resume(engine, plan, src)
     evals = {
         name: rows_to_micro_batches(rows, rank, world, plan.micro_batch_size, collate)
         for name, rows in plan.eval_rows.items()
     }
-    emit(
-        plan,
-        {
-            "event": "start",
-            **state.as_dict(),
-            "world_size": world,
-            "worker_start_s": t0 - plan.submit_time,
-            "engine_ready_s": t_engine - plan.submit_time,
-        },
-        report=False,
-    )
+    since = {k: round(v - plan.submit_time, 3) for k, v in marks.items()}
+    emit(plan, {"event": "start", **state.as_dict(), "world_size": world, **since}, report=False)
     if state.step == 0 and evals and plan.logging.eval_at_start:
         emit(plan, {"event": "eval", "step": 0, **evaluate(engine, evals, causal_lm_loss)})
     state = train_steps(engine, plan, state, shard, collate, evals, causal_lm_loss, first)

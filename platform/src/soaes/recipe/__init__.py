@@ -1,0 +1,1 @@
+"""The end-to-end recipe: stages chained with their ablation arms."""
