@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -260,3 +261,4 @@ def test_two_node_cluster_job_dashboard_serve_and_stop(capsys):
     left = [p for p in tree if _running(p)]
     assert not left, f"still running after stop: {left}"
     _log(f"stopped {len(handled)} processes by PID; total {time.monotonic() - t0:.0f}s")
+    shutil.rmtree(state_dir, ignore_errors=True)  # kept when the test fails: node logs
