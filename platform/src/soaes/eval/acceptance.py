@@ -273,8 +273,8 @@ def compare_drafts(
     """Measure several drafts of one target on the same held-out prompts.
 
     The target-alone run is shared, and c is measured once per draft shape. Writes
-    ``acceptance.json`` (everything) and ``spec_decode.json`` for the ``serve`` draft
-    (default: the last one) to ``out_dir``.
+    ``acceptance.json`` (everything), ``acceptance_<name>.json`` (each draft's summary) and
+    ``spec_decode.json`` for the ``serve`` draft (default: the last one) to ``out_dir``.
 
     Returns:
         ``{name: summary}`` plus ``length_ratio``: the mean acceptance length of the served
@@ -299,8 +299,9 @@ def compare_drafts(
                 for row, s_row in zip(r["rows"], results[serve]["rows"], strict=True)
             }
     write_spec_decode(out_dir, results[serve])
-    path = Path(out_dir) / "acceptance.json"
-    path.write_text(json.dumps(out, indent=2), encoding="utf-8")
+    for name, r in results.items():  # one file per draft, e.g. for the recipe's report
+        (Path(out_dir) / f"acceptance_{name}.json").write_text(json.dumps(r, indent=2))
+    (Path(out_dir) / "acceptance.json").write_text(json.dumps(out, indent=2), encoding="utf-8")
     return out
 
 
