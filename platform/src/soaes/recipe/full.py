@@ -98,7 +98,7 @@ def _eval_wiring(cfg: FullConfig, o: dict[str, str], final_sft_stage: str | None
            for g in ("domain", "general")]
     report = {
         "title": f"soaes recipe report: {cfg.name}",
-        "speculative": f"{o['distill']}/spec_decode.json",
+        "speculative": f"{o['distill']}/acceptance_distilled.json",
         "speculative_undistilled": f"{o['distill']}/acceptance_undistilled.json",
         "loss_curves": {"cpt": f"{o['cpt']}/metrics.jsonl",
                         "sft_cpt (progressive)": f"{o['sft_cpt']}/metrics.jsonl",
