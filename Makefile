@@ -7,7 +7,7 @@ export VLLM_CPU_KVCACHE_SPACE ?= 1
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup assets test test-heavy demo lint fmt clean
+.PHONY: setup assets test test-recipe demo lint fmt clean
 
 $(VENV)/.setup-done: requirements/cpu.lock requirements/cpu.in pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -18,7 +18,10 @@ assets: setup  ## fetch + verify + convert every asset of shared/DATA.md
 	$(VENV)/bin/soaes assets fetch
 
 test: assets  ## the test suite (what .ci/run calls)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not recipe" tests
+
+test-recipe: assets  ## the whole tiny recipe end to end (data -> CPT -> SFT arms -> distill -> eval -> report)
+	$(PY) -m pytest -q -m recipe tests
 
 demo: assets  ## the demo pipeline on an embedded local Ray with real data and SmolLM2-135M
 	$(VENV)/bin/soaes run pipelines/full_demo.yaml
