@@ -28,10 +28,21 @@ STEPS, EVERY, FAIL_AT, MBS, WORLD = 16, 4, 6, 4, 2
 def _cfg(data: Path, out: Path, *extra: str):
     return load_config(
         ROOT / "pipelines" / "cpt_tiny.yaml",
-        [f"data_dir={data}", f"output_dir={out}", f"max_steps={STEPS}", f"micro_batch_size={MBS}",
-         f"checkpoint.every_steps={EVERY}", f"fault.fail_at_step={FAIL_AT}", "fault.max_failures=1",
-         "logging.log_every_steps=1", "logging.eval_every_steps=8", "logging.eval_max_batches=4",
-         "logging.trace_batches=true", "optim.warmup_steps=2", *extra],
+        [
+            f"data_dir={data}",
+            f"output_dir={out}",
+            f"max_steps={STEPS}",
+            f"micro_batch_size={MBS}",
+            f"checkpoint.every_steps={EVERY}",
+            f"fault.fail_at_step={FAIL_AT}",
+            "fault.max_failures=1",
+            "logging.log_every_steps=1",
+            "logging.eval_every_steps=8",
+            "logging.eval_max_batches=4",
+            "logging.trace_batches=true",
+            "optim.warmup_steps=2",
+            *extra,
+        ],
     )
 
 
@@ -54,8 +65,15 @@ def test_loss_falls_and_run_folder_is_complete(cpt_run):
     train = [r for r in recs if r.get("event") == "train"]
     assert {"loss", "lr", "grad_norm", "tokens_per_s", "step_time_s"} <= set(train[-1])
     assert all(r["tokens_per_s"] > 0 and np.isfinite(r["grad_norm"]) for r in train)
-    for name in ("config.resolved.yaml", "loss_curve.png", "metrics.jsonl", "hf/model.safetensors",
-                 "hf/tokenizer.json", "hf/config.json", "checkpoints/latest"):
+    for name in (
+        "config.resolved.yaml",
+        "loss_curve.png",
+        "metrics.jsonl",
+        "hf/model.safetensors",
+        "hf/tokenizer.json",
+        "hf/config.json",
+        "checkpoints/latest",
+    ):
         assert (out / name).exists(), name
     assert (out / "checkpoints" / "latest").read_text() == f"step_{STEPS:08d}"
 
@@ -68,7 +86,9 @@ def test_worker_failure_resumes_from_last_checkpoint(cpt_run):
     steps_logged = [r["step"] for r in recs if r.get("event") == "train"]
     crash = steps_logged.index(FAIL_AT) + 1
     assert steps_logged[:crash] == list(range(1, FAIL_AT + 1))
-    assert steps_logged[crash:] == list(range(resumes[0]["step"] + 1, STEPS + 1))  # counter continues
+    assert steps_logged[crash:] == list(
+        range(resumes[0]["step"] + 1, STEPS + 1)
+    )  # counter continues
 
 
 def test_no_batch_repeated_or_skipped_beyond_one_interval(cpt_run, cpt_data):
@@ -81,7 +101,9 @@ def test_no_batch_repeated_or_skipped_beyond_one_interval(cpt_run, cpt_data):
             trained_twice += int(step) in seen
             seen[int(step)] = fps  # the resumed attempt's batch replaces the discarded one
     rows = read_rows([str(cpt_data / "train")], STEPS * MBS * WORLD, ["input_ids", "n_pad"])
-    expected = [batch_fingerprint(b) for b in rows_to_micro_batches(rows, 0, WORLD, MBS, collate_cpt)]
+    expected = [
+        batch_fingerprint(b) for b in rows_to_micro_batches(rows, 0, WORLD, MBS, collate_cpt)
+    ]
     assert [seen[s][0] for s in range(1, STEPS + 1)] == expected
     assert 0 < trained_twice <= EVERY
 
@@ -96,14 +118,21 @@ def test_hf_export_reloads_in_transformers(cpt_run, cpt_data):
     out, summary, _ = cpt_run
     model, tok = load_hf(out / "hf")
     assert export_meta(out / "hf")["step"] == STEPS
-    rows = read_rows([str(cpt_data / "validation" / "domain")], 4 * MBS * WORLD,
-                     ["input_ids", "position_ids", "n_pad"])
-    batches = [b for r in range(WORLD) for b in rows_to_micro_batches(rows, r, WORLD, MBS, collate_cpt)]
+    rows = read_rows(
+        [str(cpt_data / "validation" / "domain")],
+        4 * MBS * WORLD,
+        ["input_ids", "position_ids", "n_pad"],
+    )
+    batches = [
+        b for r in range(WORLD) for b in rows_to_micro_batches(rows, r, WORLD, MBS, collate_cpt)
+    ]
     tot = n = 0
     with torch.no_grad():
         for b in batches:
             k = int((b["labels"][:, 1:] != -100).sum())
-            tot += float(model(**b).loss) * k
+            # As in training: no KV cache, so transformers masks attention to each packed
+            # document (from the position_ids resets).
+            tot += float(model(**b, use_cache=False).loss) * k
             n += k
     assert tot / n == pytest.approx(summary["eval_last"]["val_domain/loss"], abs=1e-4)
     ids = tok("中华人民共和国", return_tensors="pt").input_ids
@@ -123,7 +152,7 @@ def test_hf_export_generates_in_vllm(cpt_run):
     model, tok = load_hf(out / "hf")
     ids = tok(prompt, return_tensors="pt").input_ids
     with torch.no_grad():
-        ref = model.generate(ids, max_new_tokens=6, do_sample=False)[0, ids.shape[1]:].tolist()
+        ref = model.generate(ids, max_new_tokens=6, do_sample=False)[0, ids.shape[1] :].tolist()
     llm = _vllm(str(out / "hf"))
     try:
         from vllm import SamplingParams
@@ -138,8 +167,9 @@ def test_hf_export_generates_in_vllm(cpt_run):
 def _vllm(path: str):
     from vllm import LLM
 
-    return LLM(model=path, dtype="float32", enforce_eager=True, max_model_len=256,
-               max_num_seqs=4, seed=0)
+    return LLM(
+        model=path, dtype="float32", enforce_eager=True, max_model_len=256, max_num_seqs=4, seed=0
+    )
 
 
 def test_manual_resume_continues_a_stopped_run(cpt_run, cpt_data):
@@ -147,8 +177,15 @@ def test_manual_resume_continues_a_stopped_run(cpt_run, cpt_data):
     from soaes.train.cpt import run_cpt
 
     out, _, _ = cpt_run
-    summary = run_cpt(_cfg(cpt_data, out, f"max_steps={STEPS + 4}", "fault.fail_at_step=null",
-                           "logging.eval_every_steps=0"))
+    summary = run_cpt(
+        _cfg(
+            cpt_data,
+            out,
+            f"max_steps={STEPS + 4}",
+            "fault.fail_at_step=null",
+            "logging.eval_every_steps=0",
+        )
+    )
     recs = read_jsonl(out / "metrics.jsonl")
     resume = [r for r in recs if r.get("event") == "resume"][-1]
     assert resume["step"] == STEPS and summary["steps"] == STEPS + 4

@@ -29,9 +29,16 @@ def sft_run(ray_session, ds_ops, sft_data, tmp_path_factory):
     out = tmp_path_factory.mktemp("sft_run")
     cfg = load_config(
         ROOT / "pipelines" / "sft_progressive_tiny.yaml",
-        [f"data_dir={sft_data}", f"output_dir={out}", f"micro_batch_size={MBS}",
-         "stages.0.max_steps=8", "stages.1.max_steps=8", "checkpoint.every_steps=0",
-         "logging.log_every_steps=2", f"logging.eval_max_batches={EVAL_BATCHES}"],
+        [
+            f"data_dir={sft_data}",
+            f"output_dir={out}",
+            f"micro_batch_size={MBS}",
+            "stages.0.max_steps=8",
+            "stages.1.max_steps=8",
+            "checkpoint.every_steps=0",
+            "logging.log_every_steps=2",
+            f"logging.eval_max_batches={EVAL_BATCHES}",
+        ],
     )
     return out, run_sft(cfg)
 
@@ -45,15 +52,16 @@ def _heldout_loss(model_dir: Path, sft_data: Path, stage: str) -> float:
     from soaes.models.checkpoint import load_hf
 
     model, tok = load_hf(model_dir)
-    rows = read_rows([str(sft_data / stage / "validation")], EVAL_BATCHES * MBS * WORLD,
-                     ["input_ids", "labels"])
+    rows = read_rows(
+        [str(sft_data / stage / "validation")], EVAL_BATCHES * MBS * WORLD, ["input_ids", "labels"]
+    )
     collate = functools.partial(collate_sft, pad_id=tok.pad_token_id)
     tot = n = 0
     with torch.no_grad():
         for r in range(WORLD):
             for b in rows_to_micro_batches(rows, r, WORLD, MBS, collate):
                 k = int((b["labels"][:, 1:] != -100).sum())
-                tot += float(model(**b).loss) * k
+                tot += float(model(**b, use_cache=False).loss) * k
                 n += k
     return tot / n
 
@@ -67,7 +75,12 @@ def test_stages_run_in_order_and_export(sft_run):
     assert export_meta(out / "stage2_domain" / "hf")["init_from"] == str(out / "stage1_chat" / "hf")
     assert (out / "hf").resolve() == (out / "stage2_domain" / "hf").resolve()
     for n in names:
-        for f in ("hf/model.safetensors", "metrics.jsonl", "loss_curve.png", "config.resolved.yaml"):
+        for f in (
+            "hf/model.safetensors",
+            "metrics.jsonl",
+            "loss_curve.png",
+            "config.resolved.yaml",
+        ):
             assert (out / n / f).exists(), f"{n}/{f}"
     for st in summary["stages"]:
         assert st["steps"] == 8 and st["last_train_loss"] < st["first_train_loss"]
