@@ -22,6 +22,7 @@ from soaes.cluster.manifests import (
     dashboard_queries,
 )
 from soaes.cluster.submit import load_runtime_env
+from soaes.config.loader import load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
@@ -319,3 +320,37 @@ def test_runtime_env_ships_the_whole_package_and_no_local_junk(tmp_path):
     assert modules <= shipped["pkg"], sorted(modules - shipped["pkg"])[:5]
     assert "pipelines/data_sft_tiny.yaml" in shipped["wd"]
     assert not any(n.startswith((".venv/", "runs/", "platform/", ".git/")) for n in shipped["wd"])
+
+
+def _gpu_capacity_kuberay(spec: dict) -> tuple[int, int]:
+    """(GPUs of all GPU pods at maxReplicas, GPUs of the largest pod) of a RayClusterSpec."""
+    pods = [
+        (
+            int(
+                g["template"]["spec"]["containers"][0]["resources"]["limits"].get(
+                    "nvidia.com/gpu", 0
+                )
+            ),
+            g["maxReplicas"],
+        )
+        for g in spec["workerGroupSpecs"]
+    ]
+    return sum(n * m for n, m in pods), max(n for n, _ in pods)
+
+
+@pytest.mark.parametrize("path", JOB_FILES, ids=lambda p: p.name)
+def test_rayjob_fits_the_cluster_it_runs_on(path):
+    """A GPU training pipeline's workers fit the RayCluster's GPU groups at full scale, and
+    on the ray-up cluster too (else the autoscaler waits forever)."""
+    (doc,) = _docs(path)
+    cfg = load_config(ROOT / doc["spec"]["entrypoint"].split()[2])
+    scaling = getattr(cfg, "scaling", None)
+    if scaling is None or not getattr(scaling, "use_gpu", False):
+        pytest.skip("no GPU workers")
+    need = scaling.num_workers * scaling.gpus_per_worker
+    (cluster,) = _docs(CLUSTER / "kuberay" / "raycluster.yaml")
+    total, largest = _gpu_capacity_kuberay(cluster["spec"])
+    assert need <= total and scaling.gpus_per_worker <= largest
+    for ray_up in RAY_UP_FILES:
+        types = yaml.safe_load(ray_up.read_text())["available_node_types"].values()
+        assert need <= sum(t["resources"].get("GPU", 0) * t.get("max_workers", 0) for t in types)

@@ -60,5 +60,7 @@ def quiet_client_logs(verbose: bool = False) -> None:
     """Keep Ray's upload chatter and HTTP request lines out of the CLI's output (``-v``
     shows them)."""
     if not verbose:
-        for name in ("ray", "httpx"):
+        # The SDK modules set their own INFO level, so the parent's is not enough.
+        names = ("ray", "ray.dashboard.modules.dashboard_sdk", "ray.dashboard.modules.job.sdk")
+        for name in (*names, "httpx"):
             logging.getLogger(name).setLevel(logging.ERROR)
