@@ -105,3 +105,27 @@ def test_retention_and_perplexity_intervals(tiny_lm, mmlu_rows):
     assert 100 < summary["ppl"] < 20_000
     same = ppl_ratio(docs, docs, n_boot=200)
     assert same["ratio"] == pytest.approx(1.0) and same["low"] <= 1.0 <= same["high"]
+
+
+def test_perplexity_on_packed_validation_blocks(tiny_lm, tmp_path):
+    """data_cpt's validation format: input_ids blocks with n_pad trailing pads cut off."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from soaes.eval.retention import validation_blocks
+
+    model, tok = tiny_lm
+    eos, pad = tok.convert_tokens_to_ids("<|im_end|>"), tok.pad_token_id
+    doc = tok("第一条 为了规范公司的组织和行为，制定本法。")["input_ids"]
+    rows = [doc + [eos] + doc[:5], doc + [eos] + [pad] * 5]
+    for i, r in enumerate(rows):
+        pq.write_table(
+            pa.table({"input_ids": [r], "position_ids": [list(range(len(r)))], "n_pad": [5 * i]}),
+            tmp_path / f"part-0000{i}.parquet",
+        )
+    blocks = validation_blocks(tmp_path, max_docs=8)
+    assert blocks == [rows[0], rows[1][:-5]]
+    items = perplexity_items(model, tok, blocks=blocks, max_len=256)
+    assert [d["tokens"] for d in items] == [len(b) - 1 for b in blocks]
+    with pytest.raises(ValueError, match="no column 'ids'"):
+        validation_blocks(tmp_path, 8, ids_column="ids")

@@ -152,7 +152,13 @@ def heldout_texts(source: str, max_docs: int) -> list[str]:
 def validation_blocks(
     folder: str | Path, max_docs: int, ids_column: str = "input_ids"
 ) -> list[list[int]]:
-    """The first ``max_docs`` packed token blocks of ``folder/*.parquet`` (sorted file order)."""
+    """The first ``max_docs`` packed blocks of ``folder/*.parquet`` (sorted file order).
+
+    The data_cpt pipeline's format: ``input_ids`` blocks, documents separated by EOS, and an
+    ``n_pad`` column counting a row's trailing pad tokens, which are cut off here. A block is
+    scored as one causal sequence (attention crosses its document boundaries, as in
+    training without attention resets).
+    """
     import pyarrow.parquet as pq
 
     files = sorted(Path(folder).glob("*.parquet"))
@@ -160,8 +166,14 @@ def validation_blocks(
         raise FileNotFoundError(f"validation_dir {folder}: no *.parquet files")
     blocks: list[list[int]] = []
     for f in files:
-        col = pq.read_table(f, columns=[ids_column]).column(ids_column).to_pylist()
-        blocks.extend(col[: max_docs - len(blocks)])
+        names = pq.read_schema(f).names
+        if ids_column not in names:
+            raise ValueError(f"validation_dir {folder}: {f.name} has no column {ids_column!r}")
+        cols = [ids_column] + (["n_pad"] if "n_pad" in names else [])
+        table = pq.read_table(f, columns=cols).slice(0, max_docs - len(blocks))
+        pads = table.column("n_pad").to_pylist() if "n_pad" in cols else [0] * table.num_rows
+        for ids, pad in zip(table.column(ids_column).to_pylist(), pads, strict=True):
+            blocks.append(ids[: len(ids) - (pad or 0)])
         if len(blocks) >= max_docs:
             break
     return blocks
