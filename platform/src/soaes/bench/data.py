@@ -118,18 +118,32 @@ def run_pipeline(corpus: Path, out: Path, tokenizer: str, dedup: bool) -> dict:
     from soaes.config.loader import validate_config
     from soaes.data.pipeline import run_cpt_data
 
-    cfg = validate_config({
-        "kind": "data_cpt", "name": "bench_data", "output_dir": str(out), "tokenizer": tokenizer,
-        "seq_len": 2048, "rows_per_shard": 500, "validation_fraction": 0,
-        "sources": [{"name": "corpus", "group": "text", "format": "jsonl", "path": str(corpus)}],
-        "mix": {"ratio": {"text": 1}}, "dedup": {"exact": dedup, "near": dedup},
-    })
+    cfg = validate_config(
+        {
+            "kind": "data_cpt",
+            "name": "bench_data",
+            "output_dir": str(out),
+            "tokenizer": tokenizer,
+            "seq_len": 2048,
+            "rows_per_shard": 500,
+            "validation_fraction": 0,
+            "sources": [
+                {"name": "corpus", "group": "text", "format": "jsonl", "path": str(corpus)}
+            ],
+            "mix": {"ratio": {"text": 1}},
+            "dedup": {"exact": dedup, "near": dedup},
+        }
+    )
     with PeakMemory() as mem:
         t = time.perf_counter()
         summary = run_cpt_data(cfg)
         wall = time.perf_counter() - t
-    return {"wall_s": wall, "tokens": summary["train"]["tokens"], "peak_mem_mb": mem.peak / 2**20,
-            "timings_s": summary["timings_s"]}
+    return {
+        "wall_s": wall,
+        "tokens": summary["train"]["tokens"],
+        "peak_mem_mb": mem.peak / 2**20,
+        "timings_s": summary["timings_s"],
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -151,36 +165,62 @@ def main(argv: list[str]) -> int:
         root = Path(tmp)
         sizes = {"tiny": texts[:1000], "half": texts[: len(texts) // 2], "full": texts}
         corpora = {k: write_shards(v, root / k, min(args.shards, len(v))) for k, v in sizes.items()}
-        run_pipeline(corpora["tiny"], root / "warm", tokenizer, False)  # workers started, imports warm
+        run_pipeline(
+            corpora["tiny"], root / "warm", tokenizer, False
+        )  # workers started, imports warm
         for name in ("tiny", "half", "full"):
             results[name] = run_pipeline(corpora[name], root / f"out-{name}", tokenizer, False)
         if not args.no_dedup_runs:
             for name in ("half", "full"):
-                results[f"{name}+dedup"] = run_pipeline(corpora[name], root / f"dd-{name}", tokenizer, True)
+                results[f"{name}+dedup"] = run_pipeline(
+                    corpora[name], root / f"dd-{name}", tokenizer, True
+                )
     report(results, bare_rate, bare_tokens, bare_s, cores, args)
     return 0
 
 
-def report(results: dict, bare_rate: float, bare_tokens: int, bare_s: float, cores: int,
-           args: argparse.Namespace) -> None:
+def report(
+    results: dict,
+    bare_rate: float,
+    bare_tokens: int,
+    bare_s: float,
+    cores: int,
+    args: argparse.Namespace,
+) -> None:
     """Print the tables (and write JSON when asked)."""
     fixed = results["tiny"]["wall_s"]
     rows = []
     for name, r in results.items():
         marginal = (r["tokens"] - results["tiny"]["tokens"]) / max(r["wall_s"] - fixed, 1e-9)
-        rows.append({"run": name, "tokens": r["tokens"], "wall_s": f"{r['wall_s']:.1f}",
-                     "tok_per_s": f"{r['tokens'] / r['wall_s']:,.0f}",
-                     "marginal_tok_per_s": "-" if name == "tiny" else f"{marginal:,.0f}",
-                     "vs_bare_x_cores": "-" if name == "tiny" else f"{marginal / (bare_rate * cores):.2f}",
-                     "peak_mem_mb": f"{r['peak_mem_mb']:,.0f}"})
+        rows.append(
+            {
+                "run": name,
+                "tokens": r["tokens"],
+                "wall_s": f"{r['wall_s']:.1f}",
+                "tok_per_s": f"{r['tokens'] / r['wall_s']:,.0f}",
+                "marginal_tok_per_s": "-" if name == "tiny" else f"{marginal:,.0f}",
+                "vs_bare_x_cores": "-"
+                if name == "tiny"
+                else f"{marginal / (bare_rate * cores):.2f}",
+                "peak_mem_mb": f"{r['peak_mem_mb']:,.0f}",
+            }
+        )
         r["marginal_tok_per_s"] = marginal
-    print(f"bare fast tokenizer, 1 process: {bare_tokens:,} tokens in {bare_s:.1f} s = {bare_rate:,.0f} tok/s; "
-          f"cores used by Ray: {cores}; goal: marginal >= 0.5 x bare x cores = {0.5 * bare_rate * cores:,.0f} tok/s")
+    print(
+        f"bare fast tokenizer, 1 process: {bare_tokens:,} tokens in {bare_s:.1f} s = {bare_rate:,.0f} tok/s; "
+        f"cores used by Ray: {cores}; goal: marginal >= 0.5 x bare x cores = {0.5 * bare_rate * cores:,.0f} tok/s"
+    )
     print(f"fixed per-run overhead (tiny corpus, ~1k docs, 4 Ray executions): {fixed:.1f} s")
     print(format_table(rows, list(rows[0])))
     full, half = results["full"], results["half"]
-    print(f"peak memory full/half corpus: {full['peak_mem_mb'] / half['peak_mem_mb']:.2f}x "
-          f"(corpus {full['tokens'] / half['tokens']:.2f}x); tokenizer {args.tokenizer}")
+    print(
+        f"peak memory full/half corpus: {full['peak_mem_mb'] / half['peak_mem_mb']:.2f}x "
+        f"(corpus {full['tokens'] / half['tokens']:.2f}x); tokenizer {args.tokenizer}"
+    )
     if args.out:
-        Path(args.out).write_text(json.dumps({"bare_rate": bare_rate, "cores": cores, "fixed_s": fixed,
-                                              "runs": results}, indent=2))
+        Path(args.out).write_text(
+            json.dumps(
+                {"bare_rate": bare_rate, "cores": cores, "fixed_s": fixed, "runs": results},
+                indent=2,
+            )
+        )

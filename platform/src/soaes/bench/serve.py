@@ -1,9 +1,9 @@
 """``soaes bench serve``: the Serve spec-decoding app under measurement, in one run.
 
 1. Single stream, greedy, same prompts, interleaved prompt by prompt so that machine load
-   hits all three alike: HTTP through Serve with target + draft, HTTP with the target
-   alone, and in-process vLLM with the replica's exact engine config. Outputs must be
-   identical; ratios: speculation speed-up over HTTP, Serve overhead (HTTP / in-process).
+   hits all four alike: target + draft and target alone, each over HTTP through Serve and
+   in-process in vLLM with the replica's exact engine config. Outputs must be identical;
+   ratios: speculation speed-up over HTTP vs offline, Serve overhead (HTTP / in-process).
 2. Load: N requests at concurrency C (streaming): throughput, p50/p99 latency and TTFT,
    answers by status, acceptance from vLLM's counters on Ray's metrics port, replica deaths.
 3. Fault: the vLLM replica process is killed during load: failed in-flight requests,
@@ -131,16 +131,20 @@ def deploy_pair(cfg: Any) -> dict[str, dict[str, str]]:
 
 
 def phase_single_stream(
-    url: str, apps: dict, llm: Any, prompts: list[str], max_tokens: int, headers: dict
+    url: str, apps: dict, llms: dict, prompts: list[str], max_tokens: int, headers: dict
 ) -> dict[str, Any]:
-    """Spec over HTTP, plain over HTTP and in-process vLLM, alternating prompt by prompt."""
+    """Spec and plain over HTTP, spec and plain in-process, alternating prompt by prompt.
+
+    ``llms`` holds the in-process engines ({"spec": …, "plain": …}) built from the same
+    configs as the two apps, so each HTTP ratio has its offline counterpart.
+    """
     from soaes.serve.offline import generate_one
 
-    rows: dict[str, list] = {"spec": [], "plain": [], "inproc": []}
+    rows: dict[str, list] = {"spec": [], "plain": [], "inproc_spec": [], "inproc_plain": []}
     with httpx.Client(timeout=300, headers=headers) as client:
         for name in ("spec", "plain"):  # warm-up: first requests pay one-off costs
             http_complete(client, url + apps[name]["prefix"], apps[name]["model"], prompts[0], 4)
-        generate_one(llm, prompts[0], 4)
+            generate_one(llms[name], prompts[0], 4)
         before = settled_counters(apps["spec"]["model"])
         for p in prompts:
             for name in ("spec", "plain"):
@@ -148,18 +152,24 @@ def phase_single_stream(
                 rows[name].append(
                     http_complete(client, url + a["prefix"], a["model"], p, max_tokens)
                 )
-            rows["inproc"].append(generate_one(llm, p, max_tokens, ignore_eos=True))
+                rows[f"inproc_{name}"].append(
+                    generate_one(llms[name], p, max_tokens, ignore_eos=True)
+                )
     spec_counts = m.delta(settled_counters(apps["spec"]["model"]), before)
     tps = {k: sum(r[1] for r in v) / sum(r[2] for r in v) for k, v in rows.items()}
-    texts = {k: [r[0] for r in v] for k, v in rows.items()}
+    texts = [[r[0] for r in v] for v in rows.values()]
+    http_ratio = tps["spec"] / tps["plain"]
+    offline_ratio = tps["inproc_spec"] / tps["inproc_plain"]
     return {
         "prompts": len(prompts),
         "max_tokens": max_tokens,
         "tokens_per_s": tps,
-        "speedup_spec_vs_plain_http": tps["spec"] / tps["plain"],
-        "serve_overhead_http_vs_inproc": tps["spec"] / tps["inproc"],
-        "identical_spec_plain": texts["spec"] == texts["plain"],
-        "identical_http_inproc": texts["spec"] == texts["inproc"],
+        "speedup_spec_vs_plain_http": http_ratio,
+        "speedup_spec_vs_plain_inproc": offline_ratio,
+        "http_speedup_vs_offline_speedup": http_ratio / offline_ratio,
+        "serve_overhead_http_vs_inproc": tps["spec"] / tps["inproc_spec"],
+        "serve_overhead_plain": tps["plain"] / tps["inproc_plain"],
+        "identical_outputs_all_four": all(t == texts[0] for t in texts),
         "acceptance": m.derive(spec_counts),
     }
 
@@ -217,6 +227,7 @@ def run_phases(
     from ray import serve
 
     from soaes.bench.serve_fault import phase_kill
+    from soaes.serve.models import resolve_models
     from soaes.serve.offline import close_llm, offline_llm
 
     key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
@@ -225,12 +236,17 @@ def run_phases(
     chats = load_prompts(args.prompts, max(args.single_prompts, 32))
     single = render(chats[: args.single_prompts], models.tokenizer or models.target)
     _progress("single stream: spec / plain over HTTP and in-process vLLM, interleaved")
-    llm = offline_llm(cfg, models)
+    llms = {"spec": offline_llm(cfg, models)}
     try:
+        plain = apps["plain"]["cfg"]
+        llms["plain"] = offline_llm(plain, resolve_models(plain))
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        res["single_stream"] = phase_single_stream(url, apps, llm, single, args.max_tokens, headers)
+        res["single_stream"] = phase_single_stream(
+            url, apps, llms, single, args.max_tokens, headers
+        )
     finally:
-        close_llm(llm)
+        for llm in llms.values():
+            close_llm(llm)
     report_single(res)
     _save(res, args.out)
     serve.delete("bench-plain")  # the load phases need the CPU for the spec app only
@@ -280,5 +296,5 @@ def main(argv: list[str]) -> int:
         run_phases(args, cfg, models, f"http://127.0.0.1:{opts['port']}", res)
     finally:
         serve.shutdown()
-    ok = res["single_stream"]["identical_spec_plain"] and res["load"]["only_200_429_503"]
+    ok = res["single_stream"]["identical_outputs_all_four"] and res["load"]["only_200_429_503"]
     return 0 if ok and res["load"]["no_replica_died"] else 1

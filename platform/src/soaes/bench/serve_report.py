@@ -10,27 +10,29 @@ def _f(x: float | None) -> str:
 
 
 def report_single(res: dict[str, Any]) -> None:
-    """Print the single-stream phase: speculation speed-up, Serve overhead, identity."""
+    """Print the single-stream phase: speed-ups over HTTP and offline, Serve overhead."""
     s = res["single_stream"]
     t, acc = s["tokens_per_s"], s["acceptance"]
     print(
         f"\n== soaes bench serve: {res['app']}\n   target {res['target']}\n"
         f"   draft {res['draft']}, k={res['k']}"
     )
-    print(f"single stream, {s['prompts']} prompts x {s['max_tokens']} tokens, greedy:")
+    print(f"single stream, {s['prompts']} prompts x {s['max_tokens']} tokens, greedy (tokens/s):")
+    print(f"  HTTP via Serve:  target+draft {t['spec']:.1f} | target alone {t['plain']:.1f}")
     print(
-        f"  tokens/s  HTTP target+draft {t['spec']:.1f} | HTTP target alone {t['plain']:.1f}"
-        f" | in-process vLLM (same engine config) {t['inproc']:.1f}"
-    )
-    print(f"  speculation speed-up over HTTP     {s['speedup_spec_vs_plain_http']:.3f}x")
-    print(
-        f"  Serve overhead: HTTP / in-process  {s['serve_overhead_http_vs_inproc']:.3f}x"
-        " (goal >= 0.9)"
+        f"  in-process vLLM: target+draft {t['inproc_spec']:.1f} |"
+        f" target alone {t['inproc_plain']:.1f}  (same engine configs)"
     )
     print(
-        f"  identical outputs: spec==plain {s['identical_spec_plain']},"
-        f" HTTP==in-process {s['identical_http_inproc']}"
+        f"  speculation speed-up: HTTP {s['speedup_spec_vs_plain_http']:.3f}x, offline"
+        f" {s['speedup_spec_vs_plain_inproc']:.3f}x (HTTP/offline"
+        f" {s['http_speedup_vs_offline_speedup']:.3f})"
     )
+    print(
+        f"  Serve overhead, HTTP / in-process: {s['serve_overhead_http_vs_inproc']:.3f}x"
+        f" with the draft, {s['serve_overhead_plain']:.3f}x without (goal >= 0.9)"
+    )
+    print(f"  identical greedy outputs in all four: {s['identical_outputs_all_four']}")
     print(
         f"  acceptance rate {_f(acc['acceptance_rate'])}, mean acceptance length"
         f" {_f(acc['mean_acceptance_length'])} ({acc['spec_drafts']} drafts)",

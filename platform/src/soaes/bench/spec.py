@@ -66,18 +66,22 @@ def _ensure_distilled(cfg: Any, steps: int | None) -> dict[str, Any] | None:
 def report(result: dict[str, Any]) -> list[str]:
     """The printed table and headline ratios of a :func:`compare_drafts` result."""
     und, dis = result["drafts"]["undistilled"], result["drafts"]["distilled"]
-    lines = [f"target {dis['target']}", f"prompts {dis['num_prompts']} x {dis['max_tokens']} "
-             f"greedy tokens; target alone {dis['target_tokens_per_s']:.1f} tok/s; "
-             f"c (draft/target step cost) = {dis['c']:.3f}",
-             f"{'k':>2} {'acc undist':>10} {'acc dist':>9} {'len undist':>10} {'len dist':>9} "
-             f"{'len ratio':>9} {'spec tok/s':>10} {'speed-up':>8} {'bound':>6} {'identical':>9}"]
+    lines = [
+        f"target {dis['target']}",
+        f"prompts {dis['num_prompts']} x {dis['max_tokens']} "
+        f"greedy tokens; target alone {dis['target_tokens_per_s']:.1f} tok/s; "
+        f"c (draft/target step cost) = {dis['c']:.3f}",
+        f"{'k':>2} {'acc undist':>10} {'acc dist':>9} {'len undist':>10} {'len dist':>9} "
+        f"{'len ratio':>9} {'spec tok/s':>10} {'speed-up':>8} {'bound':>6} {'identical':>9}",
+    ]
     for u, d in zip(und["rows"], dis["rows"], strict=True):
         lines.append(
             f"{d['k']:>2} {u['acceptance_rate']:>10.3f} {d['acceptance_rate']:>9.3f} "
             f"{u['mean_acceptance_length']:>10.3f} {d['mean_acceptance_length']:>9.3f} "
             f"{d['mean_acceptance_length'] / u['mean_acceptance_length']:>8.2f}x "
             f"{d['tokens_per_s']:>10.1f} {d['speedup_measured']:>7.2f}x "
-            f"{d['speedup_theoretical']:>5.2f}x {str(d['outputs_identical']):>9}")
+            f"{d['speedup_theoretical']:>5.2f}x {str(d['outputs_identical']):>9}"
+        )
     best = next(r for r in dis["rows"] if r["k"] == dis["best_k"])
     ratio = max(result["length_ratio"]["undistilled"].values())
     lines += [
@@ -108,8 +112,12 @@ def main(argv: list[str]) -> int:
     out_dir = run_dir / "bench_spec"
     out_dir.mkdir(parents=True, exist_ok=True)
     target = str(Path(trained["target"] if trained else _target_of(run_dir)).resolve())
-    result = compare_drafts(target, {"undistilled": str(run_dir / "draft_init"),
-                                     "distilled": str(run_dir / "hf")}, cfg.acceptance, out_dir)
+    result = compare_drafts(
+        target,
+        {"undistilled": str(run_dir / "draft_init"), "distilled": str(run_dir / "hf")},
+        cfg.acceptance,
+        out_dir,
+    )
     lines = report(result)
     lines.append(f"wall time {time.time() - t0:.0f} s; results in {out_dir}")
     print("\n".join(lines))
