@@ -178,6 +178,12 @@ class TrainBase(StrictModel):
     micro_batch_size: int = Field(
         default=4, ge=1, description="Sequences per worker per micro-step."
     )
+    materialize_max_mb: float = Field(
+        default=1024,
+        ge=0,
+        description="Read a train set of at most this many MB (parquet) into the object store "
+        "before the workers start (faster start on small machines); larger sets stream. 0: stream.",
+    )
     grad_accum_steps: int = Field(default=1, ge=1, description="Micro-steps per optimizer step.")
     seed: int = Field(default=0, description="Seed of weights-independent randomness.")
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec, description="Checkpointing.")

@@ -46,7 +46,7 @@ import ray
 from soaes.config.data import DataCPTConfig
 from soaes.config.loader import config_hash, save_resolved
 from soaes.data import dedup
-from soaes.data.context import WORK_ROWS_PER_FILE, configure_data_context, read_work, reset_outputs
+from soaes.data.context import WORK_ROWS_PER_FILE, data_context, read_work, reset_outputs
 from soaes.data.manifest import (
     check_balance,
     format_table,
@@ -199,12 +199,22 @@ def print_summary(manifest: dict) -> None:
 
 def run_cpt_data(cfg: DataCPTConfig) -> dict:
     """Run the ``data_cpt`` pipeline (see the module docstring); returns a summary dict."""
-    t0 = time.perf_counter()
     out = Path(cfg.output_dir).expanduser()
     reset_outputs(out, ["train", "validation", "quarantine", "_work", "manifest.json"])
     save_resolved(cfg, out)
     connect(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.include_dashboard)
-    configure_data_context(cfg.shuffle, any(s.max_docs and s.format != "builtin" for s in cfg.sources))
+    limited = any(s.max_docs and s.format != "builtin" for s in cfg.sources)
+    with data_context(cfg.shuffle, preserve_order=limited):
+        manifest = _run(cfg, out)
+    print_summary(manifest)
+    return {"output_dir": str(out), "manifest": str(out / "manifest.json"),
+            "train": manifest["train"], "groups": manifest["groups"],
+            "ratio_max_relative_error": manifest["ratio"]["max_relative_error"],
+            "quarantined": manifest["quarantine"]["records"], "timings_s": manifest["timings_s"]}
+
+
+def _run(cfg: DataCPTConfig, out: Path) -> dict:
+    t0 = time.perf_counter()
     tokenizer = resolve_tokenizer(cfg.tokenizer)
     eos, pad = special_ids(tokenizer)
     work, timings = out / "_work" / "docs", {}
@@ -229,11 +239,7 @@ def run_cpt_data(cfg: DataCPTConfig) -> dict:
     clock("total", t0)
     manifest = build_manifest(cfg, tokenizer, eos, pad, counts, plan, files, quarantine, timings)
     write_json(out / "manifest.json", manifest)
-    print_summary(manifest)
-    return {"output_dir": str(out), "manifest": str(out / "manifest.json"),
-            "train": manifest["train"], "groups": manifest["groups"],
-            "ratio_max_relative_error": manifest["ratio"]["max_relative_error"],
-            "quarantined": quarantine["records"], "timings_s": timings}
+    return manifest
 
 
 def _lap(timings: dict, name: str, since: float) -> None:

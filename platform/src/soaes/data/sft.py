@@ -39,7 +39,7 @@ import ray
 
 from soaes.config.data import DataSFTConfig
 from soaes.config.loader import config_hash, save_resolved
-from soaes.data.context import WORK_ROWS_PER_FILE, configure_data_context, read_work, reset_outputs
+from soaes.data.context import WORK_ROWS_PER_FILE, data_context, read_work, reset_outputs
 from soaes.data.manifest import check_balance, format_table, outcome_counts, write_json, write_jsonl
 from soaes.data.read import PREVIEW_CHARS
 from soaes.data.sft_plan import SPLITS, SFTPlan, plan_sft
@@ -186,12 +186,21 @@ def print_summary(manifest: dict) -> None:
 
 def run_sft_data(cfg: DataSFTConfig) -> dict:
     """Run the ``data_sft`` pipeline (see the module docstring); returns a summary dict."""
-    t0 = time.perf_counter()
     out = Path(cfg.output_dir).expanduser()
     reset_outputs(out, [s.name for s in cfg.stages] + ["quarantine", "_work", "manifest.json"])
     save_resolved(cfg, out)
     connect(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.include_dashboard)
-    configure_data_context(cfg.shuffle, preserve_order=False)
+    with data_context(cfg.shuffle, preserve_order=False):
+        manifest = _run(cfg, out)
+    print_summary(manifest)
+    return {"output_dir": str(out), "manifest": str(out / "manifest.json"),
+            "stages": [{"name": s["name"], **{sp: s["counts"][sp]["examples"] for sp in SPLITS}}
+                       for s in manifest["stages"]],
+            "quarantined": manifest["quarantine"]["records"], "timings_s": manifest["timings_s"]}
+
+
+def _run(cfg: DataSFTConfig, out: Path) -> dict:
+    t0 = time.perf_counter()
     tokenizer = resolve_tokenizer(cfg.tokenizer)
     eos, pad = special_ids(tokenizer)
     work = out / "_work" / "examples"
@@ -213,8 +222,4 @@ def run_sft_data(cfg: DataSFTConfig) -> dict:
                 "max_len": cfg.max_len, "label_ignore_index": -100, "stages": stage_list,
                 "sources": sources, "quarantine": quarantine, "files": files, "timings_s": timings}
     write_json(out / "manifest.json", manifest)
-    print_summary(manifest)
-    return {"output_dir": str(out), "manifest": str(out / "manifest.json"),
-            "stages": [{"name": s["name"], **{sp: s["counts"][sp]["examples"] for sp in SPLITS}}
-                       for s in stage_list],
-            "quarantined": quarantine["records"], "timings_s": timings}
+    return manifest

@@ -127,7 +127,8 @@ def run_cpt(cfg: CPTConfig) -> dict[str, Any]:
     manifest = read_data_manifest(data_dir)
     groups = eval_groups(data_dir, cfg.eval_groups)
     plan = build_plan(cfg, run_dir, groups, manifest)
-    datasets = {"train": parquet_dataset([str(data_dir / "train")], CPT_COLUMNS)}
+    train = parquet_dataset([str(data_dir / "train")], CPT_COLUMNS, cfg.materialize_max_mb)
+    datasets = {"train": train}
     log.info(
         "cpt %s: %d steps, %d workers -> %s",
         cfg.name,

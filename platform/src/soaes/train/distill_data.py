@@ -206,16 +206,18 @@ def score_offline(
 
 
 def _cut(row: dict[str, Any], max_len: int, k: int) -> dict[str, Any]:
-    """Cut a row to ``max_len`` tokens (the last kept position predicts nothing)."""
+    """Cut a row to ``max_len`` tokens (the last kept position predicts nothing).
+
+    Plain lists, not numpy arrays: Ray would store arrays as its own tensor extension type,
+    which other parquet readers see as structs.
+    """
     n = min(len(row["input_ids"]), max_len)
-    out = {
-        "input_ids": np.asarray(row["input_ids"][:n], dtype=np.int32),
-        "loss_mask": np.asarray(row["loss_mask"][:n], dtype=np.int8),
-    }
-    out["loss_mask"][-1] = 0
+    mask = [int(x) for x in row["loss_mask"][:n]]
+    mask[-1] = 0
+    out = {"input_ids": [int(x) for x in row["input_ids"][:n]], "loss_mask": mask}
     if k:
-        out["teacher_logprobs"] = np.asarray(row["teacher_logprobs"][: n * k], dtype=np.float32)
-        out["teacher_indices"] = np.asarray(row["teacher_indices"][: n * k], dtype=np.int32)
+        out["teacher_logprobs"] = np.asarray(row["teacher_logprobs"][: n * k], np.float32).tolist()
+        out["teacher_indices"] = np.asarray(row["teacher_indices"][: n * k], np.int32).tolist()
     return out
 
 

@@ -170,9 +170,8 @@ def run_stage(
     names = [n for s in cfg.stages for n in s.data_names()]
     eval_names = [n for n in dict.fromkeys(names) if (data_dir / n / "validation").is_dir()]
     plan = stage_plan(cfg, stage, init, run_dir, manifest, tokenizer_src, eval_names)
-    datasets = {
-        "train": parquet_dataset(split_dirs(data_dir, stage.data_names(), "train"), SFT_COLUMNS)
-    }
+    train_dirs = split_dirs(data_dir, stage.data_names(), "train")
+    datasets = {"train": parquet_dataset(train_dirs, SFT_COLUMNS, cfg.materialize_max_mb)}
     log.info("sft stage %s: %d steps from %s", stage.name, plan.total_steps, init)
     fit(causal_lm_worker, plan, datasets, cfg.scaling, cfg.fault, cfg.checkpoint.keep_last, run_dir)
     return {"stage": stage.name, "skipped": False, "init_from": init, **summarize(run_dir)}

@@ -11,7 +11,6 @@ calls in the same order with its own loss.
 from __future__ import annotations
 
 import functools
-import os
 import resource
 import time
 from pathlib import Path
@@ -121,7 +120,7 @@ def causal_lm_worker(config: dict[str, Any]) -> None:
     collate = make_collate(plan)
     shard = ray.train.get_dataset_shard("train")
     batches = epoch_batches(shard, plan, collate, micro_index)
-    first = start_early(batches) if os.environ.get("SOAES_EARLY_DATA", "1") == "1" else batches
+    first = start_early(batches)
     marks["data_started_s"] = time.time()
     model, keepalive = load_causal_lm(
         plan.model_path,
