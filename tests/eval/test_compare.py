@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 
@@ -66,6 +67,7 @@ def test_retention_and_qa_ratios():
 
 
 def test_build_results_fills_every_section(tmp_path):
+    serving = Path(__file__).parent / "serving_bench.json"  # `soaes bench serve --out`
     spec = tmp_path / "spec_decode.json"
     spec.write_text(
         json.dumps(
@@ -108,6 +110,7 @@ def test_build_results_fills_every_section(tmp_path):
             "report": {
                 "speculative": str(spec),
                 "speculative_undistilled": str(tmp_path / "none.json"),
+                "serving": str(serving),
                 "loss_curves": {"cpt": str(metrics)},
             },
         }
@@ -128,6 +131,7 @@ def test_build_results_fills_every_section(tmp_path):
     assert res["cpt"]["downstream"]["jieba"]["rouge-1"]["ratio"] == pytest.approx(35 / 30)
     assert res["progressive"]["after"] == "cpt_sft"
     assert "undistilled" not in res["speculative"]  # missing file: left out, not a crash
+    assert res["serving"]["single_stream"]["speedup_spec_vs_plain_http"] == 1.2
     assert res["loss_curves"]["cpt"]["loss"][0] == [0, 3.0]
     assert all("per_item" not in json.dumps(m) for m in res["models"].values())
     md = write_report(res, tmp_path / "r")["md"].read_text(encoding="utf-8")

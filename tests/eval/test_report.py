@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 from soaes.eval.report import PAPER, headline, read_loss_curves, write_report
 
@@ -14,9 +15,14 @@ SECTIONS = [
     "Continual pre-training (CPT)",
     "Domain-progressive vs single-stage SFT",
     "Speculative decoding with the distilled draft",
+    "Serving: Ray Serve app, target + distilled draft",
     "Loss curves",
     "Scoring conventions",
 ]
+
+
+# The shape `soaes bench serve --out` writes (values made up).
+SERVING = json.loads((Path(__file__).parent / "serving_bench.json").read_text())
 
 
 def _ratio(before, after, low=None, high=None):
@@ -89,6 +95,7 @@ def small_results(metrics_path) -> dict:
             "distilled": {"best_k": 3, "c": 0.3, "rows": rows},
             "undistilled": {"best_k": 1, "c": 0.3, "rows": rows[:1]},
         },
+        "serving": SERVING,
         "loss_curves": read_loss_curves({"cpt": str(metrics_path)}),
     }
 
@@ -112,6 +119,7 @@ def test_report_has_every_section(tmp_path):
     # The paper's figures sit beside ours.
     assert "99.8%" in md and "1.17x" in md and "1.06x" in md and "1.39-1.52x" in md
     assert "96.7% [85.0, 110.0]" in md  # retention 0.29/0.30 with its CI
+    assert "| HTTP via Serve | 12.00 | 10.00 | 1.20 |" in md and "0.410" in md
     body = json.loads(paths["json"].read_text(encoding="utf-8"))
     assert body["paper"] == PAPER and body["loss_curves"]["cpt"]["loss"][-1] == [9, 4.1]
     verdicts = [c["verdict"] for c in body["headline"]]
@@ -133,6 +141,7 @@ def test_empty_results_render_not_run(tmp_path):
     md = paths["md"].read_text(encoding="utf-8")
     for title in SECTIONS[1:]:
         assert f"## {title.replace('base', 'the baseline')}" in md
-    assert md.count("Not run") == 6  # models, retention, CPT, progressive, speculative, loss
+    # models, retention, CPT, progressive, speculative, serving, loss
+    assert md.count("Not run") == 7
     assert all(c["verdict"] == "not run" for c in headline({}))
     assert '<p class="notrun">' in paths["html"].read_text(encoding="utf-8")

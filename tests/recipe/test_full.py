@@ -9,6 +9,8 @@ import pytest
 
 from soaes.config.loader import config_hash, load_config
 from soaes.recipe.full import plan, stage_key
+from soaes.serve.app import parse_args as parse_app
+from soaes.serve.deploy import load_serve_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -17,9 +19,25 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_every_stage_config_validates_with_its_wiring(name):
     cfg = load_config(ROOT / "pipelines" / name)
     stages = plan(cfg, final_sft_stage="stage2_domain")
-    assert [s.name for s in stages] == ["data_cpt", "data_sft", "cpt", "sft_cpt", "sft_base",
-                                        "sft_single", "distill", "eval"]
+    assert [s.name for s in stages] == [
+        "data_cpt",
+        "data_sft",
+        "cpt",
+        "sft_cpt",
+        "sft_base",
+        "sft_single",
+        "distill",
+        "serve_bench",
+        "eval",
+    ]
     out = Path(cfg.output_dir)
+    bench = stages[-2]
+    schema = load_serve_config(ROOT / bench.ref.app, [*bench.ref.overrides, *bench.wiring])
+    app = parse_app(schema.applications[0].args)
+    assert app.target == str(out / "sft_cpt" / "hf")
+    assert app.speculation.distill_dir == str(out / "distill") and app.speculation.draft is None
+    assert "--no-kill" in bench.ref.argv("b.json", bench.wiring)
+    stages = [s for s in stages if s is not bench]
     for s in stages:
         scfg = load_config(ROOT / s.ref.pipeline, [*s.ref.overrides, *s.wiring])
         assert Path(scfg.output_dir) == out / s.name
@@ -33,6 +51,7 @@ def test_every_stage_config_validates_with_its_wiring(name):
     assert {m.name for m in ev.models} == {"base", "cpt", "base_sft", "cpt_sft", "single_stage"}
     assert ev.qa[0].path == str(out / "data_sft" / "stage2_domain" / "test" / "qa.jsonl")
     assert ev.roles.progressive == "cpt_sft" and ev.roles.single_stage == "single_stage"
+    assert ev.report.serving == str(out / "serve_bench" / "bench.json")
 
 
 def test_stage_key_changes_with_config_and_upstream():
@@ -40,23 +59,44 @@ def test_stage_key_changes_with_config_and_upstream():
     h = config_hash(cfg)
     assert stage_key(h, ["a"]) == stage_key(h, ["a"])
     assert stage_key(h, ["a"]) != stage_key(h, ["b"])
-    assert stage_key(h, []) != stage_key(config_hash(load_config(
-        ROOT / "pipelines" / "data_cpt_tiny.yaml", ["seq_len=64"])), [])
+    assert stage_key(h, []) != stage_key(
+        config_hash(load_config(ROOT / "pipelines" / "data_cpt_tiny.yaml", ["seq_len=64"])), []
+    )
 
 
 @pytest.mark.heavy
-@pytest.mark.recipe
-@pytest.mark.timeout(2400)
+@pytest.mark.timeout(1500)
 def test_full_tiny_runs_end_to_end_and_resumes(ray_session, tmp_path):
+    from soaes.eval.report import NOT_RUN
     from soaes.recipe.full import run_full
 
-    cfg = load_config(ROOT / "pipelines" / "full_tiny.yaml", [f"output_dir={tmp_path / 'full'}"])
+    out = tmp_path / "full"
+    cfg = load_config(ROOT / "pipelines" / "full_tiny.yaml", [f"output_dir={out}"])
     first = run_full(cfg)
-    assert [s["status"] for s in first["stages"]] == ["ran"] * 8
-    report = json.loads((tmp_path / "full" / "report.json").read_text())
-    md = (tmp_path / "full" / "report.md").read_text()
-    for section in ("cpt", "progressive", "speculative", "loss_curves", "models"):
+    assert [s["status"] for s in first["stages"]] == ["ran"] * 9
+    report = json.loads((out / "report.json").read_text())
+    md = (out / "report.md").read_text()
+    html = (out / "report.html").read_text()
+    for section in (
+        "models",
+        "retention",
+        "cpt",
+        "progressive",
+        "speculative",
+        "serving",
+        "loss_curves",
+    ):
         assert report.get(section), f"report section {section} is empty"
-    assert "Not run" not in md
+    assert NOT_RUN not in md and "<img" in html
+    assert set(report["models"]) == {"base", "cpt", "base_sft", "cpt_sft", "single_stage"}
+    assert set(report["loss_curves"]) >= {"cpt", "sft_cpt (progressive)", "sft_single", "distill"}
+    # the stage-2 SFT run started from stage 1's output, stage 1 from the CPT export
+    sft = json.loads((out / "sft_cpt" / "STAGE_DONE.json").read_text())["summary"]
+    assert Path(sft["stages"][0]["init_from"]).resolve() == (out / "cpt" / "hf").resolve()
+    assert Path(sft["stages"][1]["init_from"]).parent.name == "stage1_chat"
+    bench = report["serving"]["single_stream"]
+    assert bench["identical_outputs_all_four"] is True
+    assert report["serving"]["load"]["only_200_429_503"] is True
+    # a second run reuses every finished stage; a changed upstream re-runs what follows it
     second = run_full(cfg)
-    assert [s["status"] for s in second["stages"]] == ["skipped"] * 8
+    assert [s["status"] for s in second["stages"]] == ["skipped"] * 9

@@ -144,6 +144,9 @@ class ReportInputsConfig(StrictModel):
     speculative_undistilled: str | None = Field(
         default=None, description="The same measurement for the undistilled draft."
     )
+    serving: str | None = Field(
+        default=None, description="JSON written by `soaes bench serve --out` (serving section)."
+    )
     loss_curves: dict[str, str] = Field(
         default_factory=dict, description="Label -> metrics.jsonl of a training run."
     )

@@ -20,6 +20,44 @@ class StageRef(StrictModel):
     enabled: bool = Field(default=True, description="Run this stage (a disabled arm is skipped).")
 
 
+class ServeBenchRef(StrictModel):
+    """The serve-benchmark stage: ``soaes bench serve`` on the recipe's own models.
+
+    The recipe points the app at the progressive-SFT model (target) and the distillation
+    output (draft + measured k); the numbers land in ``<output_dir>/serve_bench/bench.json``
+    and in the report's serving section.
+    """
+
+    app: str = Field(description="Serve config file of the spec-decoding app (serve_apps/*.yaml).")
+    overrides: list[str] = Field(
+        default_factory=list, description="key.path=value overrides of the Serve config."
+    )
+    requests: int = Field(default=32, ge=1, description="Requests in the load phase.")
+    concurrency: int = Field(default=8, ge=1, description="In-flight requests under load.")
+    max_tokens: int = Field(default=32, ge=1, description="Tokens generated per request.")
+    single_prompts: int = Field(default=4, ge=1, description="Prompts in the 1-stream phase.")
+    kill: bool = Field(default=False, description="Also run the replica-kill phase.")
+    enabled: bool = Field(default=True, description="Run this stage.")
+
+    def argv(self, out_json: str, wiring: list[str]) -> list[str]:
+        """The ``soaes bench serve`` arguments of this stage."""
+        args = [
+            "--app",
+            self.app,
+            "--requests",
+            str(self.requests),
+            "--concurrency",
+            str(self.concurrency),
+            "--max-tokens",
+            str(self.max_tokens),
+            "--single-prompts",
+            str(self.single_prompts),
+            "--out",
+            out_json,
+        ]
+        return [*args, *([] if self.kill else ["--no-kill"]), *self.overrides, *wiring]
+
+
 class FullConfig(StrictModel):
     """Pipeline ``full``: data -> CPT -> progressive SFT -> distillation -> eval (+ serve bench).
 
@@ -46,6 +84,10 @@ class FullConfig(StrictModel):
     )
     base_sft_arm: bool = Field(default=True, description="Run the base+SFT ablation arm.")
     distill: StageRef = Field(description="Draft distillation + acceptance (kind distill).")
+    serve_bench: ServeBenchRef | None = Field(
+        default=None,
+        description="Serve benchmark of target + distilled draft over HTTP (null: not run).",
+    )
     eval: StageRef = Field(description="Evaluation and report (kind eval).")
     qa_limit: int | None = Field(
         default=None, ge=1, description="Score at most this many held-out domain Q&A items."

@@ -122,6 +122,8 @@ def build_results(cfg, per_model: dict[str, dict]) -> dict:
         results["speculative"] = {"distilled": spec}
         if undistilled := _read_json(rep.speculative_undistilled):
             results["speculative"]["undistilled"] = undistilled
+    if serving := _read_json(rep.serving):
+        results["serving"] = serving
     if rep.loss_curves:
         results["loss_curves"] = read_loss_curves(rep.loss_curves)
     return results

@@ -322,6 +322,80 @@ def speculative_blocks(results: dict) -> list[Block]:
     return blocks
 
 
+def serving_blocks(results: dict) -> list[Block]:
+    """The serve benchmark (``soaes bench serve``): HTTP through Ray Serve vs in-process vLLM."""
+    res = results.get("serving") or {}
+    blocks: list[Block] = [("h2", "Serving: Ray Serve app, target + distilled draft")]
+    single, load = res.get("single_stream"), res.get("load")
+    if not single:
+        return [*blocks, ("p", NOT_RUN)]
+    t = single.get("tokens_per_s") or {}
+    blocks += [
+        (
+            "p",
+            f"Single stream, {single.get('prompts')} prompts x {single.get('max_tokens')} "
+            f"tokens, greedy, k={res.get('k')}. Identical outputs over HTTP and in-process, "
+            f"with and without the draft: {single.get('identical_outputs_all_four')}.",
+        ),
+        (
+            "table",
+            ["path", "target + draft tok/s", "target alone tok/s", "speed-up"],
+            [
+                [
+                    "HTTP via Serve",
+                    fmt_num(t.get("spec")),
+                    fmt_num(t.get("plain")),
+                    fmt_num(single.get("speedup_spec_vs_plain_http")),
+                ],
+                [
+                    "in-process vLLM",
+                    fmt_num(t.get("inproc_spec")),
+                    fmt_num(t.get("inproc_plain")),
+                    fmt_num(single.get("speedup_spec_vs_plain_inproc")),
+                ],
+            ],
+        ),
+        (
+            "p",
+            "Serve overhead (HTTP / in-process tokens/s): "
+            f"{fmt_num(single.get('serve_overhead_http_vs_inproc'))}x with the draft, "
+            f"{fmt_num(single.get('serve_overhead_plain'))}x without.",
+        ),
+    ]
+    if load:
+        acc = load.get("acceptance") or {}
+        blocks.append(
+            (
+                "table",
+                [
+                    "requests",
+                    "concurrency",
+                    "statuses",
+                    "tokens/s",
+                    "latency p50 / p99 s",
+                    "TTFT p50 / p99 s",
+                    "acceptance",
+                    "mean accepted length",
+                    "replica died",
+                ],
+                [
+                    [
+                        load.get("requests"),
+                        res.get("concurrency"),
+                        str(load.get("by_status")),
+                        fmt_num(load.get("tokens_per_s")),
+                        f"{fmt_num(load.get('latency_p50_s'))} / {fmt_num(load.get('latency_p99_s'))}",
+                        f"{fmt_num(load.get('ttft_p50_s'))} / {fmt_num(load.get('ttft_p99_s'))}",
+                        fmt_num(acc.get("acceptance_rate"), 3),
+                        fmt_num(acc.get("mean_acceptance_length")),
+                        str(not load.get("no_replica_died", True)),
+                    ]
+                ],
+            )
+        )
+    return blocks
+
+
 def loss_blocks(results: dict) -> list[Block]:
     curves = results.get("loss_curves") or {}
     blocks: list[Block] = [("h2", "Loss curves")]
@@ -368,6 +442,7 @@ def build_blocks(results: dict, claims: list[dict]) -> list[Block]:
         *cpt_blocks(results),
         *progressive_blocks(results),
         *speculative_blocks(results),
+        *serving_blocks(results),
         *loss_blocks(results),
         ("h2", "Scoring conventions"),
         ("p", CONVENTIONS_TEXT),
