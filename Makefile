@@ -18,9 +18,9 @@ assets: setup  ## fetch + verify + convert every asset of shared/DATA.md
 	$(VENV)/bin/soaes assets fetch
 
 test: assets  ## the test suite (what .ci/run calls)
-	$(PY) -m pytest -q -m "not recipe" tests
+	$(PY) -m pytest -q tests
 
-test-recipe: assets  ## the whole tiny recipe end to end (data -> CPT -> SFT arms -> distill -> eval -> report)
+test-recipe: assets  ## only the whole tiny recipe end to end (data -> CPT -> SFT arms -> distill -> eval -> report)
 	$(PY) -m pytest -q -m recipe tests
 
 demo: assets  ## the demo pipeline on an embedded local Ray with real data and SmolLM2-135M

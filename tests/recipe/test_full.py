@@ -65,6 +65,7 @@ def test_stage_key_changes_with_config_and_upstream():
 
 
 @pytest.mark.heavy
+@pytest.mark.recipe
 @pytest.mark.timeout(1500)
 def test_full_tiny_runs_end_to_end_and_resumes(ray_session, tmp_path):
     from soaes.eval.report import NOT_RUN
