@@ -14,8 +14,29 @@ log = logging.getLogger(__name__)
 LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 
 
-def connect(address: str | None = None, num_cpus: int | None = None,
-            include_dashboard: bool = False, metrics_export_port: int | None = None) -> dict:
+# Loggers of Ray internals that poll the state API (served by the dashboard): on an embedded
+# cluster started without a dashboard they warn once a second for as long as a run lasts.
+_NOISY_WITHOUT_DASHBOARD = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
+
+
+def quiet_worker_logs() -> None:
+    """Worker setup hook: silence the state-API polling warnings of a dashboard-less cluster.
+
+    Ray Train's placement-group cleaner asks the state API whether the controller lives; with
+    no dashboard the query fails and it logs a warning every second (hundreds of lines in a
+    training run). Its job (removing the placement group when the controller dies) is
+    unaffected.
+    """
+    for name in _NOISY_WITHOUT_DASHBOARD:
+        logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def connect(
+    address: str | None = None,
+    num_cpus: int | None = None,
+    include_dashboard: bool = False,
+    metrics_export_port: int | None = None,
+) -> dict:
     """Join the Ray cluster at ``address``/``RAY_ADDRESS``, else start an embedded local one.
 
     An embedded cluster binds to 127.0.0.1 and advertises more logical CPUs than the machine
@@ -44,9 +65,17 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         cpus = num_cpus or max(4, 2 * (os.cpu_count() or 1))
         log.info("starting embedded Ray on loopback with %d logical CPUs", cpus)
         kwargs = {}
+        if not include_dashboard:
+            kwargs["runtime_env"] = {"worker_process_setup_hook": "soaes.ray_env.quiet_worker_logs"}
         if metrics_export_port:
             kwargs["_metrics_export_port"] = metrics_export_port
-        ray.init(address="local", num_cpus=cpus, include_dashboard=include_dashboard,
-                 _node_ip_address="127.0.0.1", dashboard_host="127.0.0.1",
-                 configure_logging=False, **kwargs)
+        ray.init(
+            address="local",
+            num_cpus=cpus,
+            include_dashboard=include_dashboard,
+            _node_ip_address="127.0.0.1",
+            dashboard_host="127.0.0.1",
+            configure_logging=False,
+            **kwargs,
+        )
     return ray.cluster_resources()
