@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from soaes.config.loader import config_hash, load_config
-from soaes.recipe.full import plan, stage_key
+from soaes.recipe.full import plan, prepare_stage_dir, stage_key
 from soaes.serve.app import parse_args as parse_app
 from soaes.serve.deploy import load_serve_config
 
@@ -62,6 +62,24 @@ def test_stage_key_changes_with_config_and_upstream():
     assert stage_key(h, []) != stage_key(
         config_hash(load_config(ROOT / "pipelines" / "data_cpt_tiny.yaml", ["seq_len=64"])), []
     )
+
+
+def test_stage_dir_kept_for_the_same_key_and_cleared_for_another(tmp_path):
+    out = tmp_path / "cpt"
+    prepare_stage_dir(out, "k1")
+    (out / "checkpoints").mkdir()
+    (out / "metrics.jsonl").write_text('{"step": 1}\n')
+    (out / "STAGE_DONE.json").write_text("{}")
+    prepare_stage_dir(out, "k1")  # interrupted run, same key: resume inside it
+    assert (out / "checkpoints").is_dir() and (out / "metrics.jsonl").exists()
+    assert not (out / "STAGE_DONE.json").exists()
+    prepare_stage_dir(out, "k2")  # changed config or upstream: nothing stale survives
+    assert sorted(p.name for p in out.iterdir()) == ["STAGE_STARTED.json"]
+    legacy = tmp_path / "eval"  # a folder from before keys were recorded: cleared too
+    legacy.mkdir()
+    (legacy / "results.json").write_text("{}")
+    prepare_stage_dir(legacy, "k3")
+    assert not (legacy / "results.json").exists()
 
 
 @pytest.mark.heavy

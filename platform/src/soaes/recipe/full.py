@@ -25,6 +25,7 @@ from soaes.config.loader import config_hash, load_config, save_resolved
 
 log = logging.getLogger(__name__)
 DONE = "STAGE_DONE.json"
+STARTED = "STAGE_STARTED.json"  # the key a stage was started with (resume only that run)
 
 
 @dataclass
@@ -244,6 +245,26 @@ def _pipeline_runner(stage: Stage, cfg: FullConfig):
     return scfg, lambda: getattr(importlib.import_module(module), func)(scfg)
 
 
+def prepare_stage_dir(out: Path, key: str) -> None:
+    """Make ``out`` ready for a run of the stage keyed ``key``.
+
+    A run interrupted with the same key is kept: the stage resumes inside it (e.g. training
+    from its last checkpoint). Output left by a different key (changed config or upstream)
+    is removed, so no stale checkpoint, data or metrics line is mixed into the new run.
+    """
+    started = None
+    try:
+        started = json.loads((out / STARTED).read_text()).get("key")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        pass
+    if out.exists() and started != key:
+        log.info("stage output %s was made with key %s, not %s: removing it", out, started, key)
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / DONE).unlink(missing_ok=True)
+    (out / STARTED).write_text(json.dumps({"key": key, "time": time.time()}))
+
+
 def run_stage(stage: Stage, cfg: FullConfig, keys: dict[str, str]) -> dict:
     """Run one stage unless it finished with the same key; record its key and summary."""
     if isinstance(stage.ref, ServeBenchRef):
@@ -260,8 +281,7 @@ def run_stage(stage: Stage, cfg: FullConfig, keys: dict[str, str]) -> dict:
         log.info("stage %s: finished with the same key %s, skipped", stage.name, key)
         keys[stage.name] = key
         return {"stage": stage.name, "status": "skipped", "key": key}
-    if out.exists():  # a partial or stale output: start the stage clean (it may resume inside)
-        (out / DONE).unlink(missing_ok=True)
+    prepare_stage_dir(out, key)
     log.info("stage %s: running %s (kind %s)", stage.name, what, kind)
     t0 = time.time()
     summary = runner()
