@@ -80,6 +80,9 @@ def test_stage_dir_kept_for_the_same_key_and_cleared_for_another(tmp_path):
     (legacy / "results.json").write_text("{}")
     prepare_stage_dir(legacy, "k3")
     assert not (legacy / "results.json").exists()
+    (legacy / "results.json").write_text("{}")  # content-keyed caches may stay
+    prepare_stage_dir(legacy, "k4", clear_stale=False)
+    assert (legacy / "results.json").exists()
 
 
 @pytest.mark.heavy

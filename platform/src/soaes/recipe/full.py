@@ -245,19 +245,26 @@ def _pipeline_runner(stage: Stage, cfg: FullConfig):
     return scfg, lambda: getattr(importlib.import_module(module), func)(scfg)
 
 
-def prepare_stage_dir(out: Path, key: str) -> None:
+# Stages that resume from what their folder holds (checkpoints, generated data): output of
+# another key must not be resumed. The others rewrite their outputs (data pipelines) or key
+# their caches by content (eval's per-model results), so they keep their folder.
+RESUMING_KINDS = ("cpt", "sft", "distill")
+
+
+def prepare_stage_dir(out: Path, key: str, clear_stale: bool = True) -> None:
     """Make ``out`` ready for a run of the stage keyed ``key``.
 
     A run interrupted with the same key is kept: the stage resumes inside it (e.g. training
-    from its last checkpoint). Output left by a different key (changed config or upstream)
-    is removed, so no stale checkpoint, data or metrics line is mixed into the new run.
+    from its last checkpoint). With ``clear_stale``, output left by a different key (changed
+    config or upstream) is removed, so no stale checkpoint, data or metrics line is mixed
+    into the new run.
     """
     started = None
     try:
         started = json.loads((out / STARTED).read_text()).get("key")
     except (OSError, json.JSONDecodeError, AttributeError):
         pass
-    if out.exists() and started != key:
+    if clear_stale and out.exists() and started != key:
         log.info("stage output %s was made with key %s, not %s: removing it", out, started, key)
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -281,7 +288,7 @@ def run_stage(stage: Stage, cfg: FullConfig, keys: dict[str, str]) -> dict:
         log.info("stage %s: finished with the same key %s, skipped", stage.name, key)
         keys[stage.name] = key
         return {"stage": stage.name, "status": "skipped", "key": key}
-    prepare_stage_dir(out, key)
+    prepare_stage_dir(out, key, clear_stale=kind in RESUMING_KINDS)
     log.info("stage %s: running %s (kind %s)", stage.name, what, kind)
     t0 = time.time()
     summary = runner()
