@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -153,19 +152,10 @@ def build_plan(
 ) -> Any:
     """The worker plan: the draft is the trained model, the teacher rides in ``meta``."""
     from soaes.train.data import read_rows
-    from soaes.train.ds_config import build_ds_config
-    from soaes.train.launch import fault_step, plan_steps
+    from soaes.train.launch import plan_fields
     from soaes.train.loop import RunPlan
 
     rows = count_rows([str(data_dir / "train")])
-    micro_per_epoch, total = plan_steps(
-        rows,
-        cfg.micro_batch_size,
-        cfg.scaling.num_workers,
-        cfg.grad_accum_steps,
-        cfg.epochs,
-        cfg.max_steps,
-    )
     stored_k = cfg.loss.top_k if cfg.teacher == "offline" else 0
     columns = DISTILL_COLUMNS + (TEACHER_COLUMNS if stored_k else [])
     return RunPlan(
@@ -174,25 +164,10 @@ def build_plan(
         tokenizer_src=str(draft_dir),
         dtype=cfg.target.dtype,
         trust_remote_code=cfg.target.trust_remote_code,
-        activation_checkpointing=cfg.deepspeed.activation_checkpointing,
-        ds_config=build_ds_config(
-            cfg.deepspeed, cfg.optim, cfg.micro_batch_size, cfg.grad_accum_steps
-        ),
-        optim=cfg.optim,
-        micro_batch_size=cfg.micro_batch_size,
-        grad_accum_steps=cfg.grad_accum_steps,
-        total_steps=total,
-        micro_per_epoch=micro_per_epoch,
         collate="distill",
         pad_id=pad_id,
-        checkpoint=cfg.checkpoint,
-        logging=cfg.logging,
         eval_rows={"heldout": read_rows([str(data_dir / "eval")], cfg.data.eval_rows, columns)},
         pad_to_multiple=cfg.pad_to_multiple,
-        seed=cfg.seed,
-        fail_at_step=fault_step(cfg.fault.fail_at_step),
-        fail_rank=cfg.fault.fail_rank,
-        submit_time=time.time(),
         meta={
             "name": cfg.name,
             "kind": "distill",
@@ -203,6 +178,7 @@ def build_plan(
             "loss": cfg.loss.model_dump(),
             "config_hash": config_hash(cfg),
         },
+        **plan_fields(cfg, rows, cfg.epochs, cfg.max_steps),
     )
 
 
