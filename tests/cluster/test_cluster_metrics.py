@@ -131,41 +131,45 @@ def test_outcome_totals_fold_reasons_and_duplicate_kinds():
     assert sum(totals.values()) == sum(s["docs_in"] for s in sources)
 
 
-def test_data_cpt_counts_records_by_outcome(tmp_path, monkeypatch, published):
-    cfg = load_config(ROOT / "pipelines" / "data_cpt_tiny.yaml", [f"output_dir={tmp_path}"])
-    manifest = {
-        "sources": {
-            "a": _source(90, {"too_short": 3}, 4, 1, {"bad_json": 2}),
-            "b": _source(10, {"mix_downsampled": 5}, 0, 0, {}),
-        },
-        "train": {},
-        "groups": {},
-        "ratio": {"max_relative_error": 0.0},
-        "quarantine": {"records": 2},
-        "timings_s": {},
-    }
-    monkeypatch.setattr(cpt_data, "connect", lambda *a: None)
-    monkeypatch.setattr(cpt_data, "_run", lambda cfg, out: manifest)
-    monkeypatch.setattr(cpt_data, "print_summary", lambda m: None)
-    cpt_data.run_cpt_data(cfg)
-    counts = {"kept": 100, "filtered": 8, "deduped": 5, "quarantined": 2}
-    assert published == [("records", (cfg.name, "data_cpt", counts))]
+# Manifests as the data drivers see them from their Ray work (only the keys they read):
+# data_cpt's sources per source, data_sft's per stage and source (counted over all stages).
+CPT_MANIFEST = {
+    "sources": {
+        "a": _source(90, {"too_short": 3}, 4, 1, {"bad_json": 2}),
+        "b": _source(10, {"mix_downsampled": 5}, 0, 0, {}),
+    },
+    "train": {},
+    "groups": {},
+    "ratio": {"max_relative_error": 0.0},
+    "quarantine": {"records": 2},
+    "timings_s": {},
+}
+SFT_MANIFEST = {
+    "sources": {
+        "stage1_chat": {"chitchat": _source(50, {"empty": 1}, 3, 0, {})},
+        "stage2_domain": {"laws_qa": _source(40, {}, 2, 0, {"too_long": 4})},
+    },
+    "stages": [],
+    "quarantine": {"records": 4},
+    "timings_s": {},
+}
 
 
-def test_data_sft_counts_records_by_outcome_over_all_stages(tmp_path, monkeypatch, published):
-    cfg = load_config(ROOT / "pipelines" / "data_sft_tiny.yaml", [f"output_dir={tmp_path}"])
-    manifest = {
-        "sources": {
-            "stage1_chat": {"chitchat": _source(50, {"empty": 1}, 3, 0, {})},
-            "stage2_domain": {"laws_qa": _source(40, {}, 2, 0, {"too_long": 4})},
-        },
-        "stages": [],
-        "quarantine": {"records": 4},
-        "timings_s": {},
-    }
-    monkeypatch.setattr(sft_data, "connect", lambda *a: None)
-    monkeypatch.setattr(sft_data, "_run", lambda cfg, out: manifest)
-    monkeypatch.setattr(sft_data, "print_summary", lambda m: None)
-    sft_data.run_sft_data(cfg)
-    counts = {"kept": 90, "filtered": 1, "deduped": 5, "quarantined": 4}
-    assert published == [("records", (cfg.name, "data_sft", counts))]
+@pytest.mark.parametrize(
+    ("module", "run", "stage", "manifest", "counts"),
+    [
+        (cpt_data, "run_cpt_data", "data_cpt", CPT_MANIFEST, (100, 8, 5, 2)),
+        (sft_data, "run_sft_data", "data_sft", SFT_MANIFEST, (90, 1, 5, 4)),
+    ],
+    ids=["data_cpt", "data_sft"],
+)
+def test_data_pipelines_count_records_by_outcome(
+    module, run, stage, manifest, counts, tmp_path, monkeypatch, published
+):
+    cfg = load_config(ROOT / "pipelines" / f"{stage}_tiny.yaml", [f"output_dir={tmp_path}"])
+    monkeypatch.setattr(module, "connect", lambda *a: None)
+    monkeypatch.setattr(module, "_run", lambda cfg, out: manifest)  # the Ray work
+    monkeypatch.setattr(module, "print_summary", lambda m: None)
+    getattr(module, run)(cfg)
+    outcomes = dict(zip(("kept", "filtered", "deduped", "quarantined"), counts, strict=True))
+    assert published == [("records", (cfg.name, stage, outcomes))]
