@@ -3,12 +3,15 @@ collate functions, config validation."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from soaes.config.loader import load_config
 from soaes.config.train import CPTConfig, DeepSpeedSpec, OptimSpec, SFTConfig
 from soaes.train.data import (
     IGNORE_INDEX,
@@ -18,7 +21,10 @@ from soaes.train.data import (
     rows_to_micro_batches,
 )
 from soaes.train.ds_config import build_ds_config, lr_multiplier
-from soaes.train.launch import plan_steps
+from soaes.train.launch import plan_fields, plan_steps
+from soaes.train.loop import RunPlan
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_ds_config_zero3_bf16_offload_and_passthrough():
@@ -67,6 +73,27 @@ def test_plan_steps_whole_optimizer_steps_per_epoch():
     assert plan_steps(100, 4, 2, 1, 1.0, max_steps=50) == (12, 50)
     with pytest.raises(ValueError, match="no optimizer step"):
         plan_steps(7, 4, 2, 1, 1.0, None)
+
+
+@pytest.mark.parametrize("pipeline", ["cpt_tiny", "sft_progressive_tiny", "distill_tiny"])
+def test_plan_fields_come_from_every_kind_of_training_config(pipeline, monkeypatch):
+    monkeypatch.delenv("SOAES_FAIL_AT_STEP", raising=False)
+    cfg = load_config(ROOT / "pipelines" / f"{pipeline}.yaml", ["fault.fail_at_step=3"])
+    per_step = cfg.micro_batch_size * cfg.scaling.num_workers * cfg.grad_accum_steps
+    f = plan_fields(cfg, rows=10 * per_step, epochs=2.0, max_steps=None)
+    assert set(f) <= {field.name for field in dataclasses.fields(RunPlan)}
+    assert (f["micro_per_epoch"], f["total_steps"]) == (10 * cfg.grad_accum_steps, 20)
+    assert f["ds_config"] == build_ds_config(
+        cfg.deepspeed, cfg.optim, cfg.micro_batch_size, cfg.grad_accum_steps
+    )
+    assert (f["fail_at_step"], f["fail_rank"], f["seed"]) == (3, cfg.fault.fail_rank, cfg.seed)
+    assert plan_fields(cfg, 10 * per_step, 2.0, max_steps=7)["total_steps"] == 7
+    stage_optim = cfg.optim.model_copy(update={"lr": 1e-3})
+    f = plan_fields(cfg, 10 * per_step, 1.0, None, optim=stage_optim)
+    assert f["optim"].lr == 1e-3
+    assert f["ds_config"] == build_ds_config(
+        cfg.deepspeed, stage_optim, cfg.micro_batch_size, cfg.grad_accum_steps
+    )
 
 
 def test_data_position_resumes_inside_epoch():

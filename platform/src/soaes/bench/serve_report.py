@@ -9,6 +9,13 @@ def _f(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.3g}"
 
 
+def _acceptance(acc: dict[str, Any]) -> str:
+    return (
+        f"acceptance rate {_f(acc['acceptance_rate'])}, mean acceptance length"
+        f" {_f(acc['mean_acceptance_length'])}"
+    )
+
+
 def report_single(res: dict[str, Any]) -> None:
     """Print the single-stream phase: speed-ups over HTTP and offline, Serve overhead."""
     s = res["single_stream"]
@@ -33,11 +40,7 @@ def report_single(res: dict[str, Any]) -> None:
         f" with the draft, {s['serve_overhead_plain']:.3f}x without (goal >= 0.9)"
     )
     print(f"  identical greedy outputs in all four: {s['identical_outputs_all_four']}")
-    print(
-        f"  acceptance rate {_f(acc['acceptance_rate'])}, mean acceptance length"
-        f" {_f(acc['mean_acceptance_length'])} ({acc['spec_drafts']} drafts)",
-        flush=True,
-    )
+    print(f"  {_acceptance(acc)} ({acc['spec_drafts']} drafts)", flush=True)
 
 
 def report_load(res: dict[str, Any]) -> None:
@@ -53,8 +56,7 @@ def report_load(res: dict[str, Any]) -> None:
         f" TTFT p50 {_f(ld['ttft_p50_s'])} s p99 {_f(ld['ttft_p99_s'])} s"
     )
     print(
-        f"  acceptance rate {_f(ld['acceptance']['acceptance_rate'])}, mean acceptance length"
-        f" {_f(ld['acceptance']['mean_acceptance_length'])}; only 200/429/503:"
+        f"  {_acceptance(ld['acceptance'])}; only 200/429/503:"
         f" {ld['only_200_429_503']}; replicas before/after {ld['replicas_before_after']},"
         f" none died: {ld['no_replica_died']}",
         flush=True,

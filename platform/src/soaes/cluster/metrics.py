@@ -10,8 +10,12 @@ learning rate, and the data pipeline's per-outcome record counts.
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable
 from functools import cache
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 TRAIN_LOSS = "soaes_train_loss"
 TRAIN_TOKENS_PER_S = "soaes_train_tokens_per_s"
@@ -45,7 +49,8 @@ def _records_counter() -> Any:
 
     return Counter(
         DATA_RECORDS,
-        description="Records seen by a data pipeline stage, by outcome (kept/dropped/quarantined).",
+        description="Records seen by a data pipeline stage, by outcome "
+        "(kept/filtered/deduped/quarantined).",
         tag_keys=DATA_TAGS,
     )
 
@@ -71,8 +76,26 @@ def publish_train_step(
 
 
 def count_records(pipeline: str, stage: str, counts: dict[str, int]) -> None:
-    """Add a data stage's record counts by outcome (e.g. ``{"kept": 980, "dropped": 20}``)."""
+    """Add a data stage's record counts by outcome (e.g. ``{"kept": 980, "filtered": 20}``)."""
     counter = _records_counter()
     for outcome, n in counts.items():
         if n:
             counter.inc(n, {"pipeline": pipeline, "stage": stage, "outcome": outcome})
+
+
+_failed: set[str] = set()
+
+
+def try_publish(publish: Callable[..., None], *args: Any) -> None:
+    """Call ``publish(*args)`` without ever raising: metrics must not break a run.
+
+    A failure (e.g. no Ray connection, or a metrics agent that is down) is logged once per
+    publish function at debug level; later failures are silent.
+    """
+    try:
+        publish(*args)
+    except Exception:
+        name = getattr(publish, "__name__", repr(publish))
+        if name not in _failed:
+            _failed.add(name)
+            log.debug("soaes metrics: %s failed; not published", name, exc_info=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections import Counter
+from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
@@ -40,6 +41,22 @@ def check_balance(counts: dict[str, dict]) -> None:
                 + c["exact_dups"] + c["near_dups"])
         if rest != c["docs_in"]:
             raise AssertionError(f"source {name}: docs_in {c['docs_in']} != accounted {rest}")
+
+
+def outcome_totals(counts: Iterable[dict]) -> dict[str, int]:
+    """Records by outcome over per-source counts (the ``soaes_data_records`` series).
+
+    Returns:
+        ``kept`` (docs_out), ``filtered`` (all reasons), ``deduped`` (exact + near
+        duplicates) and ``quarantined`` (all reasons).
+    """
+    totals = {"kept": 0, "filtered": 0, "deduped": 0, "quarantined": 0}
+    for c in counts:
+        totals["kept"] += c["docs_out"]
+        totals["filtered"] += sum(c["filtered"].values())
+        totals["deduped"] += c["exact_dups"] + c["near_dups"]
+        totals["quarantined"] += sum(c["quarantined"].values())
+    return totals
 
 
 def write_json(path: Path, body: dict) -> None:

@@ -43,6 +43,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray
 
+from soaes.cluster import metrics as prom
 from soaes.config.data import DataCPTConfig
 from soaes.config.loader import config_hash, save_resolved
 from soaes.data import dedup
@@ -51,6 +52,7 @@ from soaes.data.manifest import (
     check_balance,
     format_table,
     outcome_counts,
+    outcome_totals,
     source_rows,
     write_json,
     write_jsonl,
@@ -206,6 +208,8 @@ def run_cpt_data(cfg: DataCPTConfig) -> dict:
     limited = any(s.max_docs and s.format != "builtin" for s in cfg.sources)
     with data_context(cfg.shuffle, preserve_order=limited):
         manifest = _run(cfg, out)
+    totals = outcome_totals(manifest["sources"].values())
+    prom.try_publish(prom.count_records, cfg.name, "data_cpt", totals)
     print_summary(manifest)
     return {"output_dir": str(out), "manifest": str(out / "manifest.json"),
             "train": manifest["train"], "groups": manifest["groups"],

@@ -37,10 +37,18 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
+from soaes.cluster import metrics as prom
 from soaes.config.data import DataSFTConfig
 from soaes.config.loader import config_hash, save_resolved
 from soaes.data.context import WORK_ROWS_PER_FILE, data_context, read_work, reset_outputs
-from soaes.data.manifest import check_balance, format_table, outcome_counts, write_json, write_jsonl
+from soaes.data.manifest import (
+    check_balance,
+    format_table,
+    outcome_counts,
+    outcome_totals,
+    write_json,
+    write_jsonl,
+)
 from soaes.data.read import PREVIEW_CHARS
 from soaes.data.sft_plan import SPLITS, SFTPlan, plan_sft
 from soaes.data.sft_rows import builtin_examples, jsonl_examples, render_rows
@@ -192,6 +200,8 @@ def run_sft_data(cfg: DataSFTConfig) -> dict:
     connect(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.include_dashboard)
     with data_context(cfg.shuffle, preserve_order=False):
         manifest = _run(cfg, out)
+    totals = outcome_totals(c for stage in manifest["sources"].values() for c in stage.values())
+    prom.try_publish(prom.count_records, cfg.name, "data_sft", totals)
     print_summary(manifest)
     return {"output_dir": str(out), "manifest": str(out / "manifest.json"),
             "stages": [{"name": s["name"], **{sp: s["counts"][sp]["examples"] for sp in SPLITS}}

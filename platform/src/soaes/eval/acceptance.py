@@ -15,7 +15,6 @@ when speed is not measured) is written to ``spec_decode.json`` for serving.
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import time
@@ -24,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from soaes.config.distill import AcceptanceConfig, EngineConfig
+from soaes.serve.offline import close_llm
 
 log = logging.getLogger(__name__)
 
@@ -128,15 +128,6 @@ def make_llm(model: str, engine: EngineConfig, draft: str | None = None, k: int 
     if draft is not None:
         spec = {"method": "draft_model", "model": draft, "num_speculative_tokens": k}
     return LLM(model=model, speculative_config=spec, disable_log_stats=False, **engine.llm_kwargs())
-
-
-def close_llm(llm: Any) -> None:
-    """Shut an engine's core process down now, so the next engine gets the CPU and memory."""
-    try:
-        llm.llm_engine.engine_core.shutdown()
-    finally:
-        del llm
-        gc.collect()
 
 
 def timed_generate(

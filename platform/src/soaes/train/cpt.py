@@ -13,7 +13,6 @@ Output: ``<output_dir>/{checkpoints/, hf/, metrics.jsonl, loss_curve.png, config
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +20,7 @@ from soaes.config.loader import config_hash, save_resolved
 from soaes.config.train import CPTConfig
 from soaes.models.presets import resolve
 from soaes.train.data import count_rows, parquet_dataset, read_rows
-from soaes.train.ds_config import build_ds_config
-from soaes.train.launch import (
-    check_run_dir,
-    fault_step,
-    fit,
-    plan_steps,
-    read_data_manifest,
-    summarize,
-)
+from soaes.train.launch import check_run_dir, fit, plan_fields, read_data_manifest, summarize
 from soaes.train.loop import RunPlan
 from soaes.train.worker import causal_lm_worker
 
@@ -58,14 +49,6 @@ def build_plan(
     """The worker plan of a CPT run (steps from the row count, model path resolved)."""
     data_dir = Path(cfg.data_dir)
     rows = count_rows([str(data_dir / "train")])
-    micro_per_epoch, total = plan_steps(
-        rows,
-        cfg.micro_batch_size,
-        cfg.scaling.num_workers,
-        cfg.grad_accum_steps,
-        cfg.epochs,
-        cfg.max_steps,
-    )
     model_path = resolve(cfg.model.path)
     n_eval = cfg.logging.eval_max_batches * cfg.micro_batch_size * cfg.scaling.num_workers
     return RunPlan(
@@ -74,33 +57,19 @@ def build_plan(
         tokenizer_src=resolve(cfg.model.tokenizer) if cfg.model.tokenizer else model_path,
         dtype=cfg.model.dtype,
         trust_remote_code=cfg.model.trust_remote_code,
-        activation_checkpointing=cfg.deepspeed.activation_checkpointing,
-        ds_config=build_ds_config(
-            cfg.deepspeed, cfg.optim, cfg.micro_batch_size, cfg.grad_accum_steps
-        ),
-        optim=cfg.optim,
-        micro_batch_size=cfg.micro_batch_size,
-        grad_accum_steps=cfg.grad_accum_steps,
-        total_steps=total,
-        micro_per_epoch=micro_per_epoch,
         collate="cpt",
         pad_id=int(manifest.get("pad_id", 0)),
-        checkpoint=cfg.checkpoint,
-        logging=cfg.logging,
         eval_rows={
             f"val_{g}": read_rows([str(data_dir / "validation" / g)], n_eval, CPT_COLUMNS)
             for g in groups
         },
-        seed=cfg.seed,
-        fail_at_step=fault_step(cfg.fault.fail_at_step),
-        fail_rank=cfg.fault.fail_rank,
-        submit_time=time.time(),
         meta={
             "name": cfg.name,
             "kind": "cpt",
             "init_from": model_path,
             "config_hash": config_hash(cfg),
         },
+        **plan_fields(cfg, rows, cfg.epochs, cfg.max_steps),
     )
 
 

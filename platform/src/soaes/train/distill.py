@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -121,52 +120,31 @@ def distill_loss(engine: Any, batch: dict[str, Any], teacher: Any, loss: LossCon
 
 def distill_worker(config: dict[str, Any]) -> None:
     """Ray Train worker of a distillation run: the CPT/SFT worker's steps, another loss."""
-    import ray.train
-
-    from soaes.train import checkpoints as ckpt
-    from soaes.train.data import rows_to_micro_batches, start_early
-    from soaes.train.engine import configure_worker, create_engine, load_causal_lm, load_frozen
-    from soaes.train.loop import emit, epoch_batches, evaluate, train_steps
-    from soaes.train.worker import finish, resume, resume_source
+    from soaes.train.engine import load_frozen
+    from soaes.train.loop import emit, evaluate, train_steps
+    from soaes.train.worker import finish, start_worker
 
     plan = config["plan"]
     meta = plan.meta
-    ctx = ray.train.get_context()
-    rank, world = ctx.get_world_rank(), ctx.get_world_size()
-    configure_worker(plan.seed, plan.extensions_dir)
     collate = functools.partial(
         collate_distill,
         pad_id=plan.pad_id,
         pad_to_multiple=plan.pad_to_multiple,
         top_k=meta["stored_k"],
     )
-    src = resume_source(plan)
-    micro_index = (ckpt.read_manifest(src) or {}).get("micro_index", 0) if src else 0
-    shard = ray.train.get_dataset_shard("train")
-    first = start_early(epoch_batches(shard, plan, collate, micro_index))
-    model, keepalive = load_causal_lm(
-        plan.model_path,
-        plan.ds_config,
-        plan.dtype,
-        plan.activation_checkpointing,
-        plan.trust_remote_code,
-    )
-    engine = create_engine(model, plan.ds_config, plan.optim, plan.total_steps)
-    del keepalive
+    w = start_worker(plan, collate)
     teacher = None
     if meta["teacher_mode"] == "online":
-        teacher = load_frozen(meta["teacher"], plan.dtype, plan.trust_remote_code).to(engine.device)
+        teacher = load_frozen(meta["teacher"], plan.dtype, plan.trust_remote_code)
+        teacher = teacher.to(w.engine.device)
     loss_fn = functools.partial(distill_loss, teacher=teacher, loss=LossConfig(**meta["loss"]))
-    state = resume(engine, plan, src)
-    evals = {
-        name: rows_to_micro_batches(rows, rank, world, plan.micro_batch_size, collate)
-        for name, rows in plan.eval_rows.items()
-    }
-    emit(plan, {"event": "start", **state.as_dict(), "world_size": world}, report=False)
-    if state.step == 0:
-        emit(plan, {"event": "eval", "step": 0, **evaluate(engine, evals, loss_fn)})
-    state = train_steps(engine, plan, state, shard, collate, evals, loss_fn, first)
-    finish(engine, plan, state)
+    emit(plan, {"event": "start", **w.state.as_dict(), "world_size": w.world}, report=False)
+    if w.state.step == 0:
+        emit(plan, {"event": "eval", "step": 0, **evaluate(w.engine, w.evals, loss_fn)})
+    state = train_steps(
+        w.engine, plan, w.state, w.shard, collate, w.evals, loss_fn, w.first_batches
+    )
+    finish(w.engine, plan, state)
 
 
 def build_plan(
@@ -174,19 +152,10 @@ def build_plan(
 ) -> Any:
     """The worker plan: the draft is the trained model, the teacher rides in ``meta``."""
     from soaes.train.data import read_rows
-    from soaes.train.ds_config import build_ds_config
-    from soaes.train.launch import fault_step, plan_steps
+    from soaes.train.launch import plan_fields
     from soaes.train.loop import RunPlan
 
     rows = count_rows([str(data_dir / "train")])
-    micro_per_epoch, total = plan_steps(
-        rows,
-        cfg.micro_batch_size,
-        cfg.scaling.num_workers,
-        cfg.grad_accum_steps,
-        cfg.epochs,
-        cfg.max_steps,
-    )
     stored_k = cfg.loss.top_k if cfg.teacher == "offline" else 0
     columns = DISTILL_COLUMNS + (TEACHER_COLUMNS if stored_k else [])
     return RunPlan(
@@ -195,25 +164,10 @@ def build_plan(
         tokenizer_src=str(draft_dir),
         dtype=cfg.target.dtype,
         trust_remote_code=cfg.target.trust_remote_code,
-        activation_checkpointing=cfg.deepspeed.activation_checkpointing,
-        ds_config=build_ds_config(
-            cfg.deepspeed, cfg.optim, cfg.micro_batch_size, cfg.grad_accum_steps
-        ),
-        optim=cfg.optim,
-        micro_batch_size=cfg.micro_batch_size,
-        grad_accum_steps=cfg.grad_accum_steps,
-        total_steps=total,
-        micro_per_epoch=micro_per_epoch,
         collate="distill",
         pad_id=pad_id,
-        checkpoint=cfg.checkpoint,
-        logging=cfg.logging,
         eval_rows={"heldout": read_rows([str(data_dir / "eval")], cfg.data.eval_rows, columns)},
         pad_to_multiple=cfg.pad_to_multiple,
-        seed=cfg.seed,
-        fail_at_step=fault_step(cfg.fault.fail_at_step),
-        fail_rank=cfg.fault.fail_rank,
-        submit_time=time.time(),
         meta={
             "name": cfg.name,
             "kind": "distill",
@@ -224,6 +178,7 @@ def build_plan(
             "loss": cfg.loss.model_dump(),
             "config_hash": config_hash(cfg),
         },
+        **plan_fields(cfg, rows, cfg.epochs, cfg.max_steps),
     )
 
 

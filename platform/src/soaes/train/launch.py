@@ -12,13 +12,16 @@ import json
 import logging
 import math
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from soaes.config.train import FaultSpec, ScalingSpec
+from soaes.config.distill import DistillConfig
+from soaes.config.train import CPTConfig, FaultSpec, OptimSpec, ScalingSpec, SFTConfig
 from soaes.train import checkpoints as ckpt
 from soaes.train.data import ordered_data_config
+from soaes.train.ds_config import build_ds_config
 from soaes.train.engine import default_extensions_dir
 from soaes.train.metrics import read_jsonl
 
@@ -46,6 +49,52 @@ def plan_steps(
         )
     total = max_steps or max(1, math.ceil(epochs * micro_per_epoch / grad_accum_steps))
     return micro_per_epoch, total
+
+
+def plan_fields(
+    cfg: CPTConfig | SFTConfig | DistillConfig,
+    rows: int,
+    epochs: float,
+    max_steps: int | None,
+    optim: OptimSpec | None = None,
+) -> dict[str, Any]:
+    """The :class:`~soaes.train.loop.RunPlan` fields every training kind takes from its config
+    the same way: steps (:func:`plan_steps` over ``rows``), DeepSpeed config, batch sizes,
+    checkpointing, logging, seed, fault injection, submit time.
+
+    Args:
+        cfg: the run's config (``cpt``, ``sft`` or ``distill``).
+        rows: training rows of one epoch.
+        epochs: passes over them (ignored when ``max_steps`` is set).
+        max_steps: optimizer steps, or None to derive them from ``epochs``.
+        optim: optimizer settings when not ``cfg.optim`` (an SFT stage's own learning rate).
+    """
+    optim = optim or cfg.optim
+    micro_per_epoch, total = plan_steps(
+        rows,
+        cfg.micro_batch_size,
+        cfg.scaling.num_workers,
+        cfg.grad_accum_steps,
+        epochs,
+        max_steps,
+    )
+    return {
+        "activation_checkpointing": cfg.deepspeed.activation_checkpointing,
+        "ds_config": build_ds_config(
+            cfg.deepspeed, optim, cfg.micro_batch_size, cfg.grad_accum_steps
+        ),
+        "optim": optim,
+        "micro_batch_size": cfg.micro_batch_size,
+        "grad_accum_steps": cfg.grad_accum_steps,
+        "total_steps": total,
+        "micro_per_epoch": micro_per_epoch,
+        "checkpoint": cfg.checkpoint,
+        "logging": cfg.logging,
+        "seed": cfg.seed,
+        "fail_at_step": fault_step(cfg.fault.fail_at_step),
+        "fail_rank": cfg.fault.fail_rank,
+        "submit_time": time.time(),
+    }
 
 
 def read_data_manifest(data_dir: str | Path) -> dict[str, Any]:

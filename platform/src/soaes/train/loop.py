@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from soaes.cluster import metrics as prom
 from soaes.config.train import CheckpointSpec, LoggingSpec, OptimSpec
 from soaes.train import checkpoints as ckpt
 from soaes.train.data import (
@@ -27,7 +28,14 @@ from soaes.train.data import (
     data_position,
     iter_micro_batches,
 )
-from soaes.train.metrics import all_reduce_sum, append_jsonl, mfu, perplexity, progress_line
+from soaes.train.metrics import (
+    all_reduce_sum,
+    append_jsonl,
+    metric_tags,
+    mfu,
+    perplexity,
+    progress_line,
+)
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +210,13 @@ def _train_record(
     return rec
 
 
+def publish_train(plan: RunPlan, rec: dict[str, Any]) -> None:
+    """Rank 0: a ``train`` record to soaes' Prometheus gauges (never raises)."""
+    run, stage = metric_tags(plan.meta)
+    values = (rec["step"], rec["loss"], rec["tokens_per_s"], rec["lr"])
+    prom.try_publish(prom.publish_train_step, run, stage, *values)
+
+
 def _maybe_fail(plan: RunPlan, step: int) -> None:
     """Fault-injection hook: the chosen rank dies hard once per run folder."""
     import torch.distributed as dist
@@ -236,6 +251,7 @@ def _on_step(
             log.info(
                 "[%s] %s", plan.meta.get("name", "train"), progress_line(rec, plan.total_steps)
             )
+            publish_train(plan, rec)
         emit(plan, rec)
         metrics = rec
     t_other = time.time()

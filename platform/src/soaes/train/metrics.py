@@ -6,7 +6,9 @@ Records in ``metrics.jsonl`` (one JSON object per line, rank 0 writes):
 - ``{"event": "eval", "step", "<set>/loss", "<set>/ppl", …}``
 - ``{"event": "start" | "resume" | "checkpoint" | "end", "step", …}``
 
-The same train/eval dicts go to ``ray.train.report`` so the Ray dashboard shows them.
+The same train/eval dicts go to ``ray.train.report`` so the Ray dashboard shows them, and
+rank 0 publishes each ``train`` record to soaes' Prometheus gauges
+(:func:`soaes.cluster.metrics.publish_train_step`, tagged by :func:`metric_tags`).
 """
 
 from __future__ import annotations
@@ -69,6 +71,19 @@ def progress_line(rec: dict[str, Any], total_steps: int) -> str:
     if rec.get("mfu") is not None:
         parts.append(f"mfu {rec['mfu']:.1%}")
     return " | ".join(parts)
+
+
+def metric_tags(meta: dict[str, Any]) -> tuple[str, str]:
+    """``(run, stage)`` tags of soaes' Prometheus training gauges, from a plan's ``meta``.
+
+    ``run`` is the pipeline's name; ``stage`` is ``cpt``, ``distill`` or the SFT stage's
+    name (an SFT plan's ``meta["name"]`` is ``<pipeline>/<stage>``: the stage is cut off).
+    """
+    name = str(meta.get("name", "train"))
+    if "stage" in meta:
+        stage = str(meta["stage"])
+        return name.removesuffix(f"/{stage}"), stage
+    return name, str(meta.get("kind", "train"))
 
 
 def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:

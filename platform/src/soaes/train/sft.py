@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
@@ -31,15 +30,7 @@ from soaes.config.train import SFTConfig, SFTStageSpec
 from soaes.models.checkpoint import export_meta, is_export, link_export
 from soaes.models.presets import resolve
 from soaes.train.data import count_rows, parquet_dataset, read_rows
-from soaes.train.ds_config import build_ds_config
-from soaes.train.launch import (
-    check_run_dir,
-    fault_step,
-    fit,
-    plan_steps,
-    read_data_manifest,
-    summarize,
-)
+from soaes.train.launch import check_run_dir, fit, plan_fields, read_data_manifest, summarize
 from soaes.train.loop import RunPlan
 from soaes.train.worker import causal_lm_worker
 
@@ -98,14 +89,6 @@ def stage_plan(
     """The worker plan of one stage: its data, LR, epochs, initial weights."""
     data_dir = Path(cfg.data_dir)
     rows = count_rows(split_dirs(data_dir, stage.data_names(), "train"))
-    micro_per_epoch, total = plan_steps(
-        rows,
-        cfg.micro_batch_size,
-        cfg.scaling.num_workers,
-        cfg.grad_accum_steps,
-        stage_epochs(stage, manifest),
-        stage.max_steps,
-    )
     optim = cfg.optim.model_copy(update={"lr": stage.lr}) if stage.lr else cfg.optim
     n_eval = cfg.logging.eval_max_batches * cfg.micro_batch_size * cfg.scaling.num_workers
     return RunPlan(
@@ -114,27 +97,14 @@ def stage_plan(
         tokenizer_src=tokenizer_src,
         dtype=cfg.model.dtype,
         trust_remote_code=cfg.model.trust_remote_code,
-        activation_checkpointing=cfg.deepspeed.activation_checkpointing,
-        ds_config=build_ds_config(cfg.deepspeed, optim, cfg.micro_batch_size, cfg.grad_accum_steps),
-        optim=optim,
-        micro_batch_size=cfg.micro_batch_size,
-        grad_accum_steps=cfg.grad_accum_steps,
-        total_steps=total,
-        micro_per_epoch=micro_per_epoch,
         collate="sft",
         pad_id=pad_id_of(tokenizer_src),
         pad_to_multiple=cfg.pad_to_multiple,
         shuffle_buffer_rows=cfg.shuffle_buffer_rows,
-        checkpoint=cfg.checkpoint,
-        logging=cfg.logging,
         eval_rows={
             f"val_{n}": read_rows(split_dirs(data_dir, [n], "validation"), n_eval, SFT_COLUMNS)
             for n in eval_names
         },
-        seed=cfg.seed,
-        fail_at_step=fault_step(cfg.fault.fail_at_step),
-        fail_rank=cfg.fault.fail_rank,
-        submit_time=time.time(),
         meta={
             "name": f"{cfg.name}/{stage.name}",
             "kind": "sft",
@@ -142,6 +112,7 @@ def stage_plan(
             "init_from": init,
             "config_hash": config_hash(cfg),
         },
+        **plan_fields(cfg, rows, stage_epochs(stage, manifest), stage.max_steps, optim),
     )
 
 

@@ -4,8 +4,9 @@ Reads top to bottom: set up the process, build the DeepSpeed engine, resume (Ray
 reported checkpoint after a failure, else ``checkpoints/latest`` of the run folder), load
 the held-out sets, train, save, export HF weights. Every step is a function of
 :mod:`soaes.train.engine`, :mod:`soaes.train.data`, :mod:`soaes.train.checkpoints`,
-:mod:`soaes.train.loop` and :mod:`soaes.models.checkpoint`, which a distillation worker
-calls in the same order with its own loss.
+:mod:`soaes.train.loop` and :mod:`soaes.models.checkpoint`. The start-up steps are
+:func:`start_worker`, which the distillation worker (:mod:`soaes.train.distill`) shares
+before it adds its teacher and loss.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from __future__ import annotations
 import functools
 import resource
 import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -104,12 +107,26 @@ def finish(engine: Any, plan: RunPlan, state: LoopState) -> None:
         )
 
 
-def causal_lm_worker(config: dict[str, Any]) -> None:
-    """Ray Train worker entry of CPT and SFT; ``config["plan"]`` is a :class:`RunPlan`."""
+@dataclass
+class WorkerStart:
+    """A worker ready to train: what :func:`start_worker` hands to the training steps."""
+
+    engine: Any
+    state: LoopState
+    shard: Any
+    first_batches: Iterator[dict[str, Any]]
+    evals: dict[str, list]
+    world: int
+    since_submit_s: dict[str, float]  # start-up marks, seconds after the driver's submit
+
+
+def start_worker(plan: RunPlan, collate: Callable[[dict], dict[str, Any]]) -> WorkerStart:
+    """The start of every training worker (CPT, SFT, distillation), in this order: set up the
+    process, start streaming the train set at the resume position, build the DeepSpeed
+    engine, resume it, cut the held-out sets into this rank's micro-batches."""
     import ray.train
 
     marks = {"worker_start_s": time.time()}
-    plan: RunPlan = config["plan"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     configure_worker(plan.seed, plan.extensions_dir)
@@ -117,10 +134,8 @@ def causal_lm_worker(config: dict[str, Any]) -> None:
     # while the model and engine are built.
     src = resume_source(plan)
     micro_index = (ckpt.read_manifest(src) or {}).get("micro_index", 0) if src else 0
-    collate = make_collate(plan)
     shard = ray.train.get_dataset_shard("train")
-    batches = epoch_batches(shard, plan, collate, micro_index)
-    first = start_early(batches)
+    first = start_early(epoch_batches(shard, plan, collate, micro_index))
     marks["data_started_s"] = time.time()
     model, keepalive = load_causal_lm(
         plan.model_path,
@@ -139,8 +154,19 @@ def causal_lm_worker(config: dict[str, Any]) -> None:
         for name, rows in plan.eval_rows.items()
     }
     since = {k: round(v - plan.submit_time, 3) for k, v in marks.items()}
-    emit(plan, {"event": "start", **state.as_dict(), "world_size": world, **since}, report=False)
-    if state.step == 0 and evals and plan.logging.eval_at_start:
-        emit(plan, {"event": "eval", "step": 0, **evaluate(engine, evals, causal_lm_loss)})
-    state = train_steps(engine, plan, state, shard, collate, evals, causal_lm_loss, first)
-    finish(engine, plan, state)
+    return WorkerStart(engine, state, shard, first, evals, world, since)
+
+
+def causal_lm_worker(config: dict[str, Any]) -> None:
+    """Ray Train worker entry of CPT and SFT; ``config["plan"]`` is a :class:`RunPlan`."""
+    plan: RunPlan = config["plan"]
+    collate = make_collate(plan)
+    w = start_worker(plan, collate)
+    start = {"event": "start", **w.state.as_dict(), "world_size": w.world, **w.since_submit_s}
+    emit(plan, start, report=False)
+    if w.state.step == 0 and w.evals and plan.logging.eval_at_start:
+        emit(plan, {"event": "eval", "step": 0, **evaluate(w.engine, w.evals, causal_lm_loss)})
+    state = train_steps(
+        w.engine, plan, w.state, w.shard, collate, w.evals, causal_lm_loss, w.first_batches
+    )
+    finish(w.engine, plan, state)
