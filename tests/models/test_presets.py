@@ -31,6 +31,14 @@ def test_resolve_passes_through_unknown_handles():
     assert resolve("/models/x") == "/models/x"
 
 
+def test_resolve_makes_local_folders_absolute(tmp_path, monkeypatch):
+    # Ray Train workers run in their own working directory: a relative checkpoint path
+    # resolved there would be taken for a hub id.
+    (tmp_path / "runs" / "cpt" / "hf").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    assert resolve("runs/cpt/hf") == str(tmp_path / "runs" / "cpt" / "hf")
+
+
 def test_production_preset_is_gpu_and_not_runnable_here():
     p = PRESETS["qwen2.5-72b"]
     assert p.accelerator == "gpu" and not p.runnable_here and p.dtype == "bfloat16"

@@ -38,8 +38,9 @@ def resolve(handle: str) -> str:
     """Turn a model handle into something transformers/vLLM can load.
 
     ``tiny/*`` builds the tiny preset on first use; ``smollm2/base`` is the converted asset;
-    ``qwen2/tokenizer`` the converted Qwen2 tokenizer. Anything else (a folder, a hub id) is
-    returned unchanged.
+    ``qwen2/tokenizer`` the converted Qwen2 tokenizer. An existing local path becomes
+    absolute (Ray workers run in other working directories, where a relative path would be
+    read as a hub id); anything else (a hub id) is returned unchanged.
     """
     if handle.startswith("tiny/"):
         from soaes.models.tiny import build_tiny
@@ -53,4 +54,7 @@ def resolve(handle: str) -> str:
         return str(require("smollm2") / "hf")
     if handle == "qwen2/tokenizer":
         return str(require("qwen2_tokenizer") / "tokenizer")
+    local = Path(handle).expanduser()
+    if local.exists():
+        return str(local.resolve())
     return handle
