@@ -111,7 +111,15 @@ def test_full_tiny_runs_end_to_end_and_resumes(ray_session, tmp_path):
         assert report.get(section), f"report section {section} is empty"
     assert NOT_RUN not in md and "<img" in html
     assert set(report["models"]) == {"base", "cpt", "base_sft", "cpt_sft", "single_stage"}
-    assert set(report["loss_curves"]) >= {"cpt", "sft_cpt (progressive)", "sft_single", "distill"}
+    curves = report["loss_curves"]
+    assert set(curves) == {
+        "cpt",
+        "sft_cpt stage1_chat",
+        "sft_cpt stage2_domain",
+        "sft_single mixed",
+        "distill",
+    }
+    assert all(curves[k].get("loss") for k in curves), {k: list(v) for k, v in curves.items()}
     # the stage-2 SFT run started from stage 1's output, stage 1 from the CPT export
     sft = json.loads((out / "sft_cpt" / "STAGE_DONE.json").read_text())["summary"]
     assert Path(sft["stages"][0]["init_from"]).resolve() == (out / "cpt" / "hf").resolve()

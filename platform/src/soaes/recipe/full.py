@@ -179,8 +179,8 @@ def _eval_wiring(cfg: FullConfig, o: dict[str, str], final_sft_stage: str | None
         "serving": f"{o['serve_bench']}/bench.json" if cfg.serve_bench else None,
         "loss_curves": {
             "cpt": f"{o['cpt']}/metrics.jsonl",
-            "sft_cpt (progressive)": f"{o['sft_cpt']}/metrics.jsonl",
-            "sft_single": f"{o['sft_single']}/metrics.jsonl",
+            **_sft_curves("sft_cpt", cfg.sft_progressive, o),
+            **_sft_curves("sft_single", cfg.sft_single, o),
             "distill": f"{o['distill']}/metrics.jsonl",
         },
     }
@@ -193,6 +193,12 @@ def _eval_wiring(cfg: FullConfig, o: dict[str, str], final_sft_stage: str | None
         f"report={_flow(report)}",
         "retention.baseline=base",
     ]
+
+
+def _sft_curves(arm: str, ref: StageRef, o: dict[str, str]) -> dict[str, str]:
+    """``{"<arm> <stage>": metrics.jsonl}``: an SFT run keeps one run folder per stage."""
+    names = [st.name for st in load_config(ref.pipeline, ref.overrides).stages]
+    return {f"{arm} {n}": f"{o[arm]}/{n}/metrics.jsonl" for n in names}
 
 
 def _final_sft_stage(data_sft_dir: Path) -> str | None:
