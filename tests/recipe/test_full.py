@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -110,6 +111,8 @@ def test_full_tiny_runs_end_to_end_and_resumes(ray_session, tmp_path):
     ):
         assert report.get(section), f"report section {section} is empty"
     assert NOT_RUN not in md and "<img" in html
+    figures = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
+    assert figures and all((out / f).is_file() for f in figures)
     assert set(report["models"]) == {"base", "cpt", "base_sft", "cpt_sft", "single_stage"}
     curves = report["loss_curves"]
     assert set(curves) == {

@@ -333,6 +333,8 @@ def run_full(cfg: FullConfig) -> dict:
         src = out / "eval" / name
         if src.exists():
             shutil.copy2(src, out / name)
+    if (out / "eval" / "figures").is_dir():  # report.md links figures/*.png
+        shutil.copytree(out / "eval" / "figures", out / "figures", dirs_exist_ok=True)
     summary = {
         "output_dir": str(out),
         "report": str(out / "report.md"),
