@@ -102,7 +102,7 @@ def _pipeline() -> tuple[Path, list[str]]:
     for module, name, overrides in PIPELINES:
         if importlib.util.find_spec(module):
             return ROOT / "pipelines" / name, overrides
-    pytest.skip("no pipeline runner available yet")
+    raise AssertionError(f"no pipeline runner importable: {[m for m, _, _ in PIPELINES]}")
 
 
 def _scrape(urls: list[str]) -> str:
