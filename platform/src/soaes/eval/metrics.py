@@ -216,6 +216,10 @@ def score_all(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, dict]:
     return {c: score_corpus(hyps, refs, c) for c in CONVENTIONS}
 
 
+ZERO_BASELINE = 1e-9
+"""A reference statistic at or below this is treated as 0: its ratio is undefined."""
+
+
 def paired_bootstrap_ratio(
     before: Sequence[float],
     after: Sequence[float],
@@ -243,7 +247,9 @@ def paired_bootstrap_ratio(
 
     Returns:
         ``{"ratio", "low", "high", "before", "after", "n", "ci"}``; ratio is NaN when the
-        reference statistic is 0.
+        reference statistic is 0 (or below ``ZERO_BASELINE``: e.g. sentence BLEU of an
+        untrained model, about 1e-16, which would print as a 1e15x "gain"); resamples with
+        such a reference are left out of the interval.
     """
     import numpy as np
 
@@ -261,13 +267,14 @@ def paired_bootstrap_ratio(
     full = np.arange(len(b))
     sb, sa = float(stat(b, full)), float(stat(a, full))
     idx = np.random.default_rng(seed).integers(0, len(b), size=(n_boot, len(b)))
+    ref = stat(b, idx)
     with np.errstate(divide="ignore", invalid="ignore"):
-        ratios = stat(a, idx) / stat(b, idx)
-    ratios = ratios[np.isfinite(ratios)]
+        ratios = stat(a, idx) / ref
+    ratios = ratios[np.isfinite(ratios) & (np.abs(ref) > ZERO_BASELINE)]
     tail = (1 - ci) / 2 * 100
     low, high = np.percentile(ratios, [tail, 100 - tail]) if len(ratios) else (np.nan, np.nan)
     return {
-        "ratio": sa / sb if sb else float("nan"),
+        "ratio": sa / sb if abs(sb) > ZERO_BASELINE else float("nan"),
         "low": float(low),
         "high": float(high),
         "before": sb,

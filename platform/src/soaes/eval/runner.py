@@ -218,10 +218,17 @@ def _cached(cfg: EvalConfig, name: str, key: str) -> dict | None:
 def _run_models(
     cfg: EvalConfig, qa_sets: dict, mmlu_items: list, ppl_sets: dict
 ) -> tuple[dict, list[str]]:
-    """Evaluate the models one after another, each in a fresh Ray worker process.
+    """Evaluate the models, each in a fresh Ray worker process.
+
+    Every model that is not reused is submitted at once: Ray runs as many side by side as
+    ``task_num_cpus``/``task_num_gpus`` fit on the cluster (one per GPU on a GPU node; two
+    at a time on a 4-logical-CPU embedded cluster with the default 2 CPUs per task) and
+    queues the rest. Each task writes its own results when it finishes, so a failure of one
+    model keeps the others' results for the next run.
 
     Returns:
-        Results by model name, and the names whose earlier results were reused.
+        Results by model name (in config order), and the names whose earlier results were
+        reused.
     """
     import ray
 
@@ -229,7 +236,7 @@ def _run_models(
         num_cpus=cfg.task_num_cpus, num_gpus=cfg.task_num_gpus, name="soaes-eval-model"
     )
     refs = {k: ray.put(v) for k, v in (("qa", qa_sets), ("mmlu", mmlu_items), ("ppl", ppl_sets))}
-    results, reused = {}, []
+    results, reused, pending = {}, [], {}
     for m in cfg.models:
         key = model_cache_key(m, cfg, qa_sets, mmlu_items, ppl_sets)
         if (hit := _cached(cfg, m.name, key)) is not None:
@@ -237,9 +244,15 @@ def _run_models(
             results[m.name], reused = hit, [*reused, m.name]
             continue
         log.info("evaluating %s (%s)", m.name, m.path)
-        ref = task.remote(m, cfg, refs["qa"], refs["mmlu"], refs["ppl"], key)
-        results[m.name] = ray.get(ref)
-    return results, reused
+        pending[m.name] = task.remote(m, cfg, refs["qa"], refs["mmlu"], refs["ppl"], key)
+    names = {ref: name for name, ref in pending.items()}
+    waiting = list(pending.values())
+    while waiting:
+        done, waiting = ray.wait(waiting, num_returns=1)
+        name = names[done[0]]
+        results[name] = ray.get(done[0])
+        log.info("%s: evaluated in %.0f s", name, results[name]["seconds"])
+    return {m.name: results[m.name] for m in cfg.models}, reused
 
 
 def run_eval(cfg: EvalConfig) -> dict:
