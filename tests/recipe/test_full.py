@@ -89,13 +89,11 @@ def test_stage_dir_kept_for_the_same_key_and_cleared_for_another(tmp_path):
 @pytest.mark.heavy
 @pytest.mark.recipe
 @pytest.mark.timeout(1500)
-def test_full_tiny_runs_end_to_end_and_resumes(ray_session, tmp_path):
+def test_full_tiny_runs_end_to_end_and_resumes(tiny_recipe):
     from soaes.eval.report import NOT_RUN
     from soaes.recipe.full import run_full
 
-    out = tmp_path / "full"
-    cfg = load_config(ROOT / "pipelines" / "full_tiny.yaml", [f"output_dir={out}"])
-    first = run_full(cfg)
+    out, cfg, first = tiny_recipe
     assert [s["status"] for s in first["stages"]] == ["ran"] * 9
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()

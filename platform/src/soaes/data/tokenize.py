@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
@@ -34,7 +35,28 @@ def load_tokenizer(path: str):
 
 @functools.lru_cache(maxsize=4)
 def plain_encoder(path: str):
-    """A copy of the fast tokenizer's Rust backend that encodes special tokens as text."""
+    """A copy of the fast tokenizer's Rust backend that encodes special tokens as text.
+
+    Read straight from ``tokenizer.json`` with the ``tokenizers`` library when the folder has
+    one: a fresh Ray Data worker then skips importing transformers (about 5 s of CPU per
+    worker process, which dominated small and medium data jobs). Truncation and padding
+    stored in the file are switched off; the ids equal those of the transformers-loaded
+    backend (tested). Folders without ``tokenizer.json`` go through transformers.
+    """
+    import tokenizers
+
+    file = Path(path) / "tokenizer.json"
+    if file.is_file():
+        backend = tokenizers.Tokenizer.from_file(str(file))
+        backend.no_truncation()
+        backend.no_padding()
+        backend.encode_special_tokens = True
+        return backend
+    return transformers_plain_encoder(path)
+
+
+def transformers_plain_encoder(path: str):
+    """The same encoder built from the transformers-loaded tokenizer (the reference)."""
     import tokenizers
 
     backend = tokenizers.Tokenizer.from_str(load_tokenizer(path).backend_tokenizer.to_str())
