@@ -122,12 +122,14 @@ def make_llm(model: str, engine: EngineConfig, draft: str | None = None, k: int 
 
     Build it inside a function (ENVIRONMENT.md: creating LLM at import time fails).
     """
-    from vllm import LLM
+    from soaes.serve.offline import new_llm
 
     spec = None
     if draft is not None:
         spec = {"method": "draft_model", "model": draft, "num_speculative_tokens": k}
-    return LLM(model=model, speculative_config=spec, disable_log_stats=False, **engine.llm_kwargs())
+    return new_llm(
+        model=model, speculative_config=spec, disable_log_stats=False, **engine.llm_kwargs()
+    )
 
 
 def timed_generate(

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
 import time
 from collections.abc import Sequence
@@ -131,11 +130,11 @@ def generate_answers(
         ``[{"prediction", "finish_reason", "prompt_tokens", "output_tokens"}]``.
     """
     from transformers import AutoTokenizer
-    from vllm import LLM, SamplingParams
+    from vllm import SamplingParams
 
     from soaes.models.presets import resolve
+    from soaes.serve.offline import close_llm, new_llm
 
-    os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")  # required by the CPU build
     folder, tok_dir = resolve(model), resolve(tokenizer) if tokenizer else None
     tok = AutoTokenizer.from_pretrained(tok_dir or folder)
     budget = max_model_len - max_new_tokens
@@ -143,7 +142,7 @@ def generate_answers(
         tok(p, add_special_tokens=False)["input_ids"][-budget:]
         for p in render_prompts(tok, questions, system_prompt)
     ]
-    llm = LLM(
+    llm = new_llm(
         model=folder,
         tokenizer=tok_dir,
         dtype=dtype,
@@ -159,7 +158,7 @@ def generate_answers(
             use_tqdm=False,
         )
     finally:
-        llm.llm_engine.engine_core.shutdown()
+        close_llm(llm)
     return [
         {
             "prediction": o.outputs[0].text.strip(),

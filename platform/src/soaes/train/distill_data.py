@@ -56,11 +56,13 @@ class VLLMGenerator:
         seed: int,
         logprobs_k: int | None = None,
     ):
-        from vllm import LLM, SamplingParams
+        from vllm import SamplingParams
+
+        from soaes.serve.offline import new_llm
 
         if logprobs_k:
             engine = {"max_logprobs": max(20, logprobs_k), **engine}
-        self.llm = LLM(model=model, disable_log_stats=True, **engine)
+        self.llm = new_llm(model=model, disable_log_stats=True, **engine)
         self.k = logprobs_k
         self.params = SamplingParams(
             max_tokens=max_tokens,
