@@ -55,14 +55,22 @@ def parquet_dataset(
     import ray.data
 
     files = [f for p in paths for f in parquet_files(p)]
-    ds = ray.data.read_parquet(files)
-    if columns:
-        ds = ds.select_columns(columns)
+    if materialize_max_mb and sum(os.path.getsize(f) for f in files) <= materialize_max_mb * 2**20:
+        # Read here with pyarrow, in file order, straight into the object store: a Ray Data
+        # read would start task workers first (10-15 s on 2 cores, before any training).
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        ds = ray.data.from_arrow(
+            pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+        )
+    else:
+        ds = ray.data.read_parquet(files)
+        if columns:
+            ds = ds.select_columns(columns)
     ds.context.execution_options.preserve_order = True  # file order, also when materialized
     # One progress bar per worker per epoch is noise next to the training progress lines.
     ds.context.enable_progress_bars = False
-    if materialize_max_mb and sum(os.path.getsize(f) for f in files) <= materialize_max_mb * 2**20:
-        ds = ds.materialize()
     return ds
 
 
