@@ -82,6 +82,8 @@ def test_config_is_frozen_and_hash_is_stable(tmp_path):
     out = save_resolved(a, tmp_path / "run")
     saved = yaml.safe_load(out.read_text())
     assert saved["config_hash"] == config_hash(a) and saved["seq_len"] == a.seq_len
+    again = load_config(out)  # a run's resolved config loads back to the same config
+    assert again == a and config_hash(again) == config_hash(a)
 
 
 def test_apply_overrides_does_not_mutate_input():

@@ -125,8 +125,12 @@ def deploy_pair(cfg: Any) -> dict[str, dict[str, str]]:
         "spec": {"model": cfg.model_id, "prefix": "/spec", "cfg": cfg},
         "plain": {"model": plain.model_id, "prefix": "/plain", "cfg": plain},
     }
-    for name, a in apps.items():
-        serve.run(build_app(a["cfg"]), name=f"bench-{name}", route_prefix=a["prefix"])
+    serve.run_many(  # both replicas start side by side
+        [
+            serve.RunTarget(build_app(a["cfg"]), name=f"bench-{name}", route_prefix=a["prefix"])
+            for name, a in apps.items()
+        ]
+    )
     return apps
 
 

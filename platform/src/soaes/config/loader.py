@@ -108,6 +108,10 @@ def validate_config(data: dict, source: str = "<config>") -> PipelineConfig:
 def load_config(path: str | Path, overrides: list[str] | None = None) -> PipelineConfig:
     """Load a pipeline YAML, apply overrides and validate it.
 
+    A run folder's ``config.resolved.yaml`` loads too (its ``config_hash`` line, written by
+    :func:`save_resolved`, is informational and dropped), so a finished run can be re-run or
+    inspected from exactly what it ran with.
+
     Args:
         path: the pipeline YAML file.
         overrides: ``key.path=value`` strings applied before validation.
@@ -122,6 +126,8 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
         data = yaml.safe_load(path.read_text(encoding="utf-8"))
     except yaml.YAMLError as e:
         raise ConfigError(f"{path}: not valid YAML: {e}") from e
+    if isinstance(data, dict):
+        data.pop("config_hash", None)
     data = apply_overrides(data or {}, overrides or [])
     return validate_config(data, source=str(path))
 
