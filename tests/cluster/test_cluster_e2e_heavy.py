@@ -95,7 +95,7 @@ def _free_base_port() -> int:
     for base in (27400, 28400, 29400, 30400, 31400):
         if not busy_ports([*all_ports(base, 1), base + 3]):
             return base
-    pytest.skip("no free block of ports for the test cluster")
+    pytest.fail("no free block of ports for the test cluster (27400-31400 all busy)")
 
 
 def _pipeline() -> tuple[Path, list[str]]:

@@ -149,7 +149,8 @@ def test_rayservice_serves_the_serving_engineers_app_and_can_scale_to_it():
 
 
 def test_rayservice_app_args_pass_the_serving_config_validation(tmp_path):
-    deploy = pytest.importorskip("soaes.serve.deploy")
+    from soaes.serve import deploy
+
     (svc,) = _docs(RAYSERVICE)
     app_file = tmp_path / "app.yaml"
     app_file.write_text(svc["spec"]["serveConfigV2"])
@@ -257,7 +258,8 @@ def test_grafana_dashboard_reads_known_metrics_for_every_area():
 
 
 def test_grafana_vllm_names_match_the_serving_metrics_module():
-    serve_metrics = pytest.importorskip("soaes.serve.metrics")
+    from soaes.serve import metrics as serve_metrics
+
     names = set(serve_metrics._VLLM_COUNTERS.values())
     dash = json.loads(DASHBOARD.read_text(encoding="utf-8"))
     used = {m for _, e in dashboard_queries(dash) for m in METRIC.findall(e) if "vllm" in m}
@@ -338,15 +340,29 @@ def _gpu_capacity_kuberay(spec: dict) -> tuple[int, int]:
     return sum(n * m for n, m in pods), max(n for n, _ in pods)
 
 
-@pytest.mark.parametrize("path", JOB_FILES, ids=lambda p: p.name)
+def _job_config(path: Path):
+    (doc,) = _docs(path)
+    return load_config(ROOT / doc["spec"]["entrypoint"].split()[2])
+
+
+def _gpu_scaling(path: Path):
+    """The ScalingSpec of a RayJob's pipeline when it trains on GPUs, else None."""
+    scaling = getattr(_job_config(path), "scaling", None)
+    return scaling if scaling is not None and getattr(scaling, "use_gpu", False) else None
+
+
+GPU_JOB_FILES = [p for p in JOB_FILES if _gpu_scaling(p) is not None]
+
+
+def test_some_rayjobs_train_on_gpus():
+    assert GPU_JOB_FILES, "no RayJob manifest runs a GPU training pipeline"
+
+
+@pytest.mark.parametrize("path", GPU_JOB_FILES, ids=lambda p: p.name)
 def test_rayjob_fits_the_cluster_it_runs_on(path):
     """A GPU training pipeline's workers fit the RayCluster's GPU groups at full scale, and
     on the ray-up cluster too (else the autoscaler waits forever)."""
-    (doc,) = _docs(path)
-    cfg = load_config(ROOT / doc["spec"]["entrypoint"].split()[2])
-    scaling = getattr(cfg, "scaling", None)
-    if scaling is None or not getattr(scaling, "use_gpu", False):
-        pytest.skip("no GPU workers")
+    scaling = _gpu_scaling(path)
     need = scaling.num_workers * scaling.gpus_per_worker
     (cluster,) = _docs(CLUSTER / "kuberay" / "raycluster.yaml")
     total, largest = _gpu_capacity_kuberay(cluster["spec"])
