@@ -10,8 +10,8 @@ cycled until the target token count):
 3. The pipeline (read jsonl shards, clean, tokenise, plan, pack, write; dedup off so that
    this measures tokenise+pack) at half and at the full size: wall time, raw rate, the
    marginal rate and fixed per-run overhead fitted through the two sizes
-   (``wall = fixed + tokens / marginal``), and peak memory (PSS summed over the driver and every Ray
-   process) while it runs: flat memory means the peak does not grow with the corpus.
+   (``wall = fixed + tokens / marginal``), and peak memory (PSS summed over the driver and
+   every Ray process) while it runs: flat memory means the peak does not grow with the corpus.
 4. The same two sizes with exact + near dedup on (the full pipeline), for reference.
 """
 

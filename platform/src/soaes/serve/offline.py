@@ -35,8 +35,7 @@ def new_llm(**kwargs: Any) -> Any:
 def offline_llm(cfg: ServeAppConfig, models: ResolvedModels) -> Any:
     """A ``vllm.LLM`` built from the app's engine kwargs (speculation included).
 
-    Build it inside a function (ENVIRONMENT.md: creating LLM at import time fails). On CPU
-    the caller's environment must carry ``VLLM_CPU_KVCACHE_SPACE``.
+    Built through :func:`new_llm` (in-process engine core, CPU KV-cache default).
     """
     return new_llm(model=models.target, disable_log_stats=False, **engine_kwargs(cfg, models))
 
