@@ -59,7 +59,7 @@ PIPELINES = [
 # Publishes like a training loop does (a gauge not refreshed for 120 s stops being exported).
 METRICS_JOB = (
     'python -c "import ray, time; ray.init(); '
-    "from soaes.cluster.metrics import publish_train_step, count_records; "
+    "from soaes.telemetry import publish_train_step, count_records; "
     "count_records('e2e', 'clean', {'kept': 90, 'dropped': 10}); "
     "[(publish_train_step('e2e', 'cpt', i, 2.5, 1234.0, 1e-4), time.sleep(2)) "
     'for i in range(300)]"'

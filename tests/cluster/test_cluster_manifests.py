@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soaes.cluster import metrics as soaes_metrics
+import soaes.telemetry as soaes_metrics
 from soaes.cluster.kuberay import rayjob_manifest, serve_config_v2
 from soaes.cluster.manifests import (
     METRIC,

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from soaes.cluster import metrics as prom
+import soaes.telemetry as prom
 from soaes.config.loader import load_config
 from soaes.config.train import CheckpointSpec, LoggingSpec, OptimSpec
 from soaes.data import pipeline as cpt_data

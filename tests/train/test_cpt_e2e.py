@@ -145,7 +145,7 @@ def test_hf_export_generates_in_vllm(cpt_run):
     import torch
 
     from soaes.models.checkpoint import load_hf
-    from soaes.serve.offline import close_llm
+    from soaes.inference.engine import close_llm
 
     out, _, _ = cpt_run
     prompt = "中华人民共和国公司法第一条"

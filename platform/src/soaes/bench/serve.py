@@ -142,7 +142,7 @@ def phase_single_stream(
     ``llms`` holds the in-process engines ({"spec": …, "plain": …}) built from the same
     configs as the two apps, so each HTTP ratio has its offline counterpart.
     """
-    from soaes.serve.offline import generate_one
+    from soaes.inference.engine import generate_one
 
     rows: dict[str, list] = {"spec": [], "plain": [], "inproc_spec": [], "inproc_plain": []}
     with httpx.Client(timeout=300, headers=headers) as client:
@@ -232,7 +232,7 @@ def run_phases(
 
     from soaes.bench.serve_fault import phase_kill
     from soaes.serve.models import resolve_models
-    from soaes.serve.offline import close_llm, offline_llm
+    from soaes.inference.engine import close_llm, offline_llm
 
     key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None
     _progress("deploying the spec app (/spec) and the target-alone app (/plain)")

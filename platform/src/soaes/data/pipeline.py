@@ -43,7 +43,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import ray
 
-from soaes.cluster import metrics as prom
+import soaes.telemetry as prom
 from soaes.config.data import DataCPTConfig
 from soaes.config.loader import config_hash, save_resolved
 from soaes.data import dedup

@@ -37,7 +37,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 
-from soaes.cluster import metrics as prom
+import soaes.telemetry as prom
 from soaes.config.data import DataSFTConfig
 from soaes.config.loader import config_hash, save_resolved
 from soaes.data.context import WORK_ROWS_PER_FILE, data_context, read_work, reset_outputs

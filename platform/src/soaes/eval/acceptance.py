@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from soaes.config.distill import AcceptanceConfig, EngineConfig
-from soaes.serve.offline import close_llm
+from soaes.inference.engine import close_llm
 
 log = logging.getLogger(__name__)
 
@@ -122,7 +122,7 @@ def make_llm(model: str, engine: EngineConfig, draft: str | None = None, k: int 
 
     Build it inside a function (ENVIRONMENT.md: creating LLM at import time fails).
     """
-    from soaes.serve.offline import new_llm
+    from soaes.inference.engine import new_llm
 
     spec = None
     if draft is not None:

@@ -133,7 +133,7 @@ def generate_answers(
     from vllm import SamplingParams
 
     from soaes.models.presets import resolve
-    from soaes.serve.offline import close_llm, new_llm
+    from soaes.inference.engine import close_llm, new_llm
 
     folder, tok_dir = resolve(model), resolve(tokenizer) if tokenizer else None
     tok = AutoTokenizer.from_pretrained(tok_dir or folder)

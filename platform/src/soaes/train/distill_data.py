@@ -58,7 +58,7 @@ class VLLMGenerator:
     ):
         from vllm import SamplingParams
 
-        from soaes.serve.offline import new_llm
+        from soaes.inference.engine import new_llm
 
         if logprobs_k:
             engine = {"max_logprobs": max(20, logprobs_k), **engine}

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soaes.cluster import metrics as prom
+import soaes.telemetry as prom
 from soaes.config.train import CheckpointSpec, LoggingSpec, OptimSpec
 from soaes.train import checkpoints as ckpt
 from soaes.train.data import (

@@ -8,7 +8,7 @@ Records in ``metrics.jsonl`` (one JSON object per line, rank 0 writes):
 
 The same train/eval dicts go to ``ray.train.report`` so the Ray dashboard shows them, and
 rank 0 publishes each ``train`` record to soaes' Prometheus gauges
-(:func:`soaes.cluster.metrics.publish_train_step`, tagged by :func:`metric_tags`).
+(:func:`soaes.telemetry.publish_train_step`, tagged by :func:`metric_tags`).
 """
 
 from __future__ import annotations

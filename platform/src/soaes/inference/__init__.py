@@ -1,0 +1,1 @@
+"""Offline inference: the in-process vLLM engine shared by distillation, eval, bench and serve."""
