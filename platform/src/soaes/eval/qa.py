@@ -132,8 +132,8 @@ def generate_answers(
     from transformers import AutoTokenizer
     from vllm import SamplingParams
 
-    from soaes.models.presets import resolve
     from soaes.inference.engine import close_llm, new_llm
+    from soaes.models.presets import resolve
 
     folder, tok_dir = resolve(model), resolve(tokenizer) if tokenizer else None
     tok = AutoTokenizer.from_pretrained(tok_dir or folder)
