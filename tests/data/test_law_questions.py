@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import re
-
 import pytest
 
 from soaes.data import law_questions as lq
@@ -11,12 +9,6 @@ from soaes.data.sources import iter_laws, law_articles
 
 SOE = ["中华人民共和国企业国有资产法", "中华人民共和国会计法"]
 WITHHELD = ["中华人民共和国劳动合同法"]
-
-
-def template_regex(template: str) -> re.Pattern:
-    """A template with its fields as wildcards (what any question it renders matches)."""
-    parts = re.split(r"\{(?:law|no|points)\}", template)
-    return re.compile(".+".join(re.escape(p) for p in parts), re.S)
 
 
 def test_held_out_phrasings_never_render_as_a_training_phrasing():
@@ -29,8 +21,8 @@ def test_held_out_phrasings_never_render_as_a_training_phrasing():
     ):
         for name, t in held.items():
             q = t.format(law=law, no=no, points="账簿、凭证、会计")
-            assert not any(template_regex(x).fullmatch(q) for x in train.values()), name
-            assert template_regex(t).fullmatch(q)
+            assert not any(lq.template_regex(x).fullmatch(q) for x in train.values()), name
+            assert lq.template_regex(t).fullmatch(q)
 
 
 def test_pick_is_seeded_stable_and_uses_every_template():

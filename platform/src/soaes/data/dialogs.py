@@ -124,7 +124,7 @@ def laws_qa(include: list[str] | None = None, withheld: list[str] | tuple = (),
         seed: seeds the phrasing picked per article.
     """
     rows = law_articles(include, withheld)
-    repeats = Counter(normalize_text(t or "") for _, _, _, t in rows)
+    repeats = Counter(normalize_text(t or "") for _, _, _, t in law_articles())
     for aid, law, no, text in rows:
         group, text = f"laws:{aid}", normalize_text(text or "")
         if not text or not law or not no:

@@ -100,6 +100,12 @@ def scenario_question(template: str, points: list[str]) -> str:
     return {**TRAIN_SCENARIO, **HELD_OUT_SCENARIO}[template].format(points="、".join(points))
 
 
+def template_regex(template: str) -> re.Pattern:
+    """A template with its fields as wildcards: every question it renders full-matches it."""
+    parts = re.split(r"\{(?:law|no|points)\}", template)
+    return re.compile(".+".join(re.escape(p) for p in parts), re.S)
+
+
 def answer_chars_in_question(question: str, answer: str) -> float:
     """Share of the answer's word characters (letters, digits, ideographs) found in the question.
 
