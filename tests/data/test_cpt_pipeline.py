@@ -17,16 +17,19 @@ import pyarrow.parquet as pq
 import pytest
 
 from soaes.assets.fetch import require
-from soaes.config.loader import validate_config
+from soaes.config.loader import load_config, validate_config
 from soaes.data.clean import normalize_text
 from soaes.data.pack import unpack_documents
 from soaes.data.pipeline import run_cpt_data
-from soaes.data.sources import iter_laws, iter_peoples_daily
+from soaes.data.sources import iter_laws, iter_peoples_daily, law_articles
 from soaes.data.tokenize import encode_texts, resolve_tokenizer
 
 pytestmark = pytest.mark.heavy
 N_LAWS, N_PD, SEQ_LEN = 500, 900, 128
 MAX_CHARS = 100_000
+ROOT = Path(__file__).resolve().parents[2]
+# The shipped withheld list: 中华人民共和国个人信息保护法 lies within the first N_LAWS articles.
+WITHHELD = load_config(ROOT / "pipelines" / "data_cpt_tiny.yaml").withheld_laws
 
 
 def _corrupted_lines(fresh: list[str]) -> tuple[bytes, dict, dict]:
@@ -52,7 +55,7 @@ def _corrupted_lines(fresh: list[str]) -> tuple[bytes, dict, dict]:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory, ray_session, tiny_paths):
     root = tmp_path_factory.mktemp("cpt")
-    laws = [t for _, t in itertools.islice(iter_laws(), N_LAWS)]
+    laws = [t for _, t in itertools.islice(iter_laws(withheld=WITHHELD), N_LAWS)]
     pd_tail = [t for _, t in itertools.islice(iter_peoples_daily(), N_PD + 200, N_PD + 400) if len(t) > 60]
     long_laws = [t for t in laws if len(t) > 120]
     exact = long_laws[:3]
@@ -82,7 +85,7 @@ def corpus(tmp_path_factory, ray_session, tiny_paths):
              "sql": "SELECT id, law_name || article_no || ' ' || article_text AS text FROM articles "
                     "WHERE status = '现行有效' AND id > 25000 ORDER BY id LIMIT 30", "id_field": "id"},
         ],
-        "mix": {"ratio": {"domain": 1, "general": 1}, "seed": 3},
+        "mix": {"ratio": {"domain": 1, "general": 1}, "seed": 3}, "withheld_laws": WITHHELD,
         "dedup": {"num_perm": 64, "bands": 16}, "validation_fraction": 0.05,
     })
     summary = run_cpt_data(cfg)
@@ -93,7 +96,12 @@ def corpus(tmp_path_factory, ray_session, tiny_paths):
     return {"out": out, "manifest": manifest, "summary": summary, "tok": tok, "cfg": cfg,
             "quarantined": quarantined, "filtered": filtered, "exact": exact, "near": near,
             "distinct": distinct, "internal": internal,
-            "domain": _token_set(tok, domain_texts)}
+            "domain": _token_set(tok, domain_texts), "withheld": _token_set(tok, _withheld_docs())}
+
+
+def _withheld_docs() -> list[str]:
+    """The documents the laws source would make of the withheld articles (all of them)."""
+    return [f"{law}{no or ''}　{text or ''}".strip() for _, law, no, text in law_articles(WITHHELD)]
 
 
 def _law_tail_texts() -> list[str]:
@@ -199,3 +207,13 @@ def test_manifest_files_and_position_ids(corpus):
     for i in range(1, SEQ_LEN):  # restart right after every EOS, else count up
         assert pos[i] == (0 if ids[i - 1] == m["eos_id"] else pos[i - 1] + 1)
     assert (out / "config.resolved.yaml").is_file() and not (out / "_work").exists()
+
+
+def test_withheld_laws_reach_no_split(corpus):
+    m, out = corpus["manifest"], corpus["out"]
+    first = [text for _, text in itertools.islice(iter_laws(), N_LAWS)]
+    assert sum(t.startswith(tuple(WITHHELD)) for t in first) > 20  # they would be in this slice
+    docs, _ = _unpack(out, "train/*.parquet", m["eos_id"])
+    docs += _unpack(out, "validation/*/*.parquet", m["eos_id"])[0]
+    assert len(docs) > 500 and len(corpus["withheld"]) > 200
+    assert not {tuple(d.tolist()) for d in docs} & corpus["withheld"]

@@ -68,3 +68,16 @@ def test_weight_copies():
     assert (weight_copies(uid, 2.0, 0) == 2).all()
     half = weight_copies(uid, 0.5, 0)
     assert set(half.tolist()) == {0, 1} and 0.45 < half.mean() < 0.55
+
+
+def test_reserved_groups_all_go_to_test():
+    meta = _meta()
+    reserved = np.array([stable_hash64(f"law:{g}") for g in range(0, 400, 4)], dtype=np.int64)
+    plan = plan_sft(meta, STAGES, seed=0, validation_fraction=0.1, test_fraction=0.1,
+                    rows_per_shard=100, test_groups=reserved)
+    mine = np.isin(meta["group_hash"], reserved)
+    alive = plan.outcome == "out"
+    assert mine.sum() == 200 and (plan.split[mine & alive] == "test").all()
+    assert (alive & mine).sum() >= 198  # only a test_overlap drop may remove one
+    # the other documents still split by their hash (some train, some validation)
+    assert {"train", "validation", "test"} <= set(plan.split[~mine & alive])

@@ -28,9 +28,16 @@ class SourceConfig(StrictModel):
     id_field: str | None = Field(default=None, description="Field with a stable document id.")
     sql: str | None = Field(default=None, description="Query for sqlite sources (returns the text field).")
     max_docs: int | None = Field(default=None, ge=1, description="Keep at most this many documents.")
+    laws: list[str] | None = Field(
+        default=None,
+        description="Built-in 'laws' only: keep only articles of these laws (exact law_name values "
+        "of laws.db); null: every law in force. The pipeline's withheld_laws always win.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SourceConfig:
+        if self.laws is not None and (self.format != "builtin" or self.name != "laws"):
+            raise ValueError("laws (an include list) applies only to the built-in 'laws' source")
         if self.format == "builtin" and self.name not in BUILTIN_TEXT_SOURCES:
             raise ValueError(
                 f"name {self.name!r} is not a built-in source {BUILTIN_TEXT_SOURCES}; "
@@ -98,6 +105,11 @@ class DataCPTConfig(StrictModel):
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray connection.")
     tokenizer: str = Field(description="Tokenizer handle or folder (e.g. 'tiny/tokenizer').")
     sources: list[SourceConfig] = Field(min_length=1, description="Corpora to read.")
+    withheld_laws: list[str] = Field(
+        default_factory=list,
+        description="Laws (exact law_name values of laws.db) kept out of the built-in 'laws' "
+        "source entirely, whatever its include list: the withheld-law eval measures beyond recall.",
+    )
     clean: CleanConfig = Field(default_factory=CleanConfig, description="Cleaning and filters.")
     dedup: DedupConfig = Field(default_factory=DedupConfig, description="Dedup settings.")
     mix: MixConfig = Field(description="Mixing ratio by group.")
@@ -149,11 +161,18 @@ class SFTSourceConfig(StrictModel):
     max_examples: int | None = Field(
         default=None, ge=1, description="Cap on examples taken (a seeded sample of source documents)."
     )
+    laws: list[str] | None = Field(
+        default=None,
+        description="laws_qa only: build questions only for these laws (exact law_name values of "
+        "laws.db); null: every law in force. The pipeline's withheld_laws always win.",
+    )
 
     @model_validator(mode="after")
     def _check(self) -> SFTSourceConfig:
         if self.name == "jsonl" and not self.path:
             raise ValueError("path is required for the 'jsonl' source")
+        if self.laws is not None and self.name != "laws_qa":
+            raise ValueError("laws (an include list) applies only to the 'laws_qa' source")
         return self
 
     @property
@@ -170,6 +189,36 @@ class SFTStageConfig(StrictModel):
     epochs: float = Field(default=1.0, gt=0, description="Passes over the stage data (used by training).")
 
 
+EVAL_SET_NAMES = ("law_recall", "law_withheld", "scenario_article", "insurance_zh")
+
+
+class EvalSetsConfig(StrictModel):
+    """Leak-free domain eval sets written beside the SFT stages (``<output_dir>/eval_sets``).
+
+    Each set holds at most one item per source document (a law article, an insurance answer),
+    picked in seeded order, so its clusters are its items. The documents of ``law_recall``,
+    ``scenario_article`` and ``insurance_zh`` are reserved: their SFT examples all go to the
+    test split, never to train or validation.
+    """
+
+    sets: list[Literal["law_recall", "law_withheld", "scenario_article", "insurance_zh"]] = Field(
+        default_factory=lambda: list(EVAL_SET_NAMES),
+        description="Sets to build: law_recall (article text of CPT-corpus laws, held-out "
+        "phrasings), law_withheld (articles of withheld_laws), scenario_article (keywords -> law "
+        "and article number, exact match), insurance_zh (insuranceqa zh, one question per answer).",
+    )
+    size: int = Field(
+        default=240, ge=1,
+        description="Items per set at most (fewer only when the corpus has fewer eligible documents).",
+    )
+    seed: int = Field(default=0, description="Seed of the document order and phrasing choice.")
+    recall_laws: list[str] | None = Field(
+        default=None,
+        description="Laws whose article text is in the CPT corpus (the data_cpt 'laws' source's "
+        "include list): law_recall and scenario_article draw from them. null: every law in force.",
+    )
+
+
 class DataSFTConfig(StrictModel):
     """Pipeline ``data_sft``: per-stage chat-template-rendered, label-masked SFT datasets."""
 
@@ -180,6 +229,14 @@ class DataSFTConfig(StrictModel):
     tokenizer: str = Field(description="Tokenizer handle or folder with a chat template.")
     max_len: int = Field(default=1024, ge=16, description="Examples longer than this are quarantined.")
     stages: list[SFTStageConfig] = Field(min_length=1, description="Curriculum stages in order.")
+    withheld_laws: list[str] = Field(
+        default_factory=list,
+        description="Laws (exact law_name values of laws.db) never used by laws_qa, whatever its "
+        "include list; they feed only the law_withheld eval set. Use the data_cpt list.",
+    )
+    eval_sets: EvalSetsConfig = Field(
+        default_factory=EvalSetsConfig, description="Domain eval sets (sets: [] builds none)."
+    )
     validation_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="Held-out share by source doc.")
     test_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="Test share by source doc.")
     seed: int = Field(default=0, description="Split/sampling seed.")

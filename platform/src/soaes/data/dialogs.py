@@ -8,30 +8,38 @@ assistant). A malformed record is yielded with ``reason`` set instead of being d
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
-import re
-import sqlite3
-from collections.abc import Iterator
+from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import yaml
 
 from soaes.assets.fetch import require
+from soaes.data import law_questions as lq
 from soaes.data.clean import normalize_text
+from soaes.data.sources import law_articles
 
 ROLES = ("system", "user", "assistant")
 
 
 @dataclass
 class Example:
-    """One conversation (or a quarantined record when ``reason`` is set)."""
+    """One conversation (or a quarantined record when ``reason`` is set).
+
+    ``finish``, when set, returns the real messages (``[]``: none can be built); until it is
+    called ``messages`` is a unique placeholder, so that costly examples are only built once
+    dedup and caps have kept them.
+    """
 
     example_id: str
     group_key: str
     messages: list[dict] = field(default_factory=list)
     reason: str = ""
     detail: str = ""
+    finish: Callable[[], list[dict]] | None = None
 
 
 def alternate(turns: list[str]) -> list[dict]:
@@ -99,37 +107,46 @@ def chitchat() -> Iterator[Example]:
         yield _example(eid, eid, alternate(turns))
 
 
-def _first_clause(text: str, limit: int = 80) -> str:
-    """The article's opening clause: the situation it governs, as a scenario prompt."""
-    head = re.split(r"[。；;\n]", text, maxsplit=1)[0]
-    return head[:limit]
-
-
-def laws_qa() -> Iterator[Example]:
+def laws_qa(include: list[str] | None = None, withheld: list[str] | tuple = (),
+            seed: int = 0) -> Iterator[Example]:
     """Expert Q&A from laws.db articles in force: two questions per article, one group.
 
-    ``《X》第N条规定了什么？`` -> the article text, and a scenario built from the article's
-    opening clause -> the governing law and article with its text.
+    An article-text question in a training phrasing picked per article (``《X》第N条规定了
+    什么？``, ``…的内容是什么？``, ``请背诵…``, ``…是怎么规定的？``) -> the article text, and a
+    keyword scenario (see ``law_questions``) -> ``《X》第N条``. The eval phrasings of
+    ``law_questions.HELD_OUT_*`` are never used here. Scenario messages are built by
+    ``Example.finish`` (jieba keywords cost ~0.3 ms an article), only for kept examples;
+    articles whose text occurs more than once (``本法自公布之日起施行。``) get no scenario:
+    their law and number cannot be told from their content.
+
+    Args:
+        include: only these laws (None: all); ``withheld`` laws are never used.
+        seed: seeds the phrasing picked per article.
     """
-    db = require("laws") / "laws.db"
-    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        rows = con.execute("SELECT id, law_name, article_no, article_text FROM articles "
-                           "WHERE status = '现行有效' ORDER BY id").fetchall()
-    finally:
-        con.close()
+    rows = law_articles(include, withheld)
+    repeats = Counter(normalize_text(t or "") for _, _, _, t in law_articles())
     for aid, law, no, text in rows:
         group, text = f"laws:{aid}", normalize_text(text or "")
         if not text or not law or not no:
             yield Example(f"laws_qa:{aid}:direct", group, reason="missing_field", detail="empty article")
             continue
+        question = lq.article_question(lq.pick(lq.TRAIN_ARTICLE, str(aid), seed), law, no)
         yield _example(f"laws_qa:{aid}:direct", group, [
-            {"role": "user", "content": f"《{law}》{no}规定了什么？"},
-            {"role": "assistant", "content": text}])
-        yield _example(f"laws_qa:{aid}:scenario", group, [
-            {"role": "user", "content": "遇到以下情形时，应当依据哪部法律的哪一条处理？请说明该条规定。\n"
-                                        f"情形：{_first_clause(text)}"},
-            {"role": "assistant", "content": f"应当依据《{law}》{no}。该条规定：{text}"}])
+            {"role": "user", "content": question}, {"role": "assistant", "content": text}])
+        if repeats[text] == 1:
+            template = lq.pick(lq.TRAIN_SCENARIO, str(aid), seed)
+            ex = _example(f"laws_qa:{aid}:scenario", group, [  # a unique placeholder until finish()
+                {"role": "user", "content": f"scenario {aid}"}, {"role": "assistant", "content": "-"}])
+            ex.finish = functools.partial(_scenario_messages, template, law, no, text)
+            yield ex
+
+
+def _scenario_messages(template: str, law: str, no: str, text: str) -> list[dict]:
+    points = lq.scenario_points(text, law)
+    if not points:
+        return []
+    return [{"role": "user", "content": lq.scenario_question(template, points)},
+            {"role": "assistant", "content": lq.article_id(law, no)}]
 
 
 def insuranceqa(lang: str) -> Iterator[Example]:
@@ -155,13 +172,15 @@ def insuranceqa(lang: str) -> Iterator[Example]:
                 {"role": "user", "content": question}, {"role": "assistant", "content": answer}])
 
 
+# Builder name -> function of the builder options (only laws_qa reads them: ``laws``,
+# ``withheld``, ``seed``).
 BUILDERS = {
-    "chatterbot_zh": lambda: chatterbot("zh"),
-    "chatterbot_en": lambda: chatterbot("en"),
-    "chitchat": chitchat,
-    "laws_qa": laws_qa,
-    "insuranceqa_zh": lambda: insuranceqa("zh"),
-    "insuranceqa_en": lambda: insuranceqa("en"),
+    "chatterbot_zh": lambda opts: chatterbot("zh"),
+    "chatterbot_en": lambda opts: chatterbot("en"),
+    "chitchat": lambda opts: chitchat(),
+    "laws_qa": lambda opts: laws_qa(opts.get("laws"), opts.get("withheld", ()), opts.get("seed", 0)),
+    "insuranceqa_zh": lambda opts: insuranceqa("zh"),
+    "insuranceqa_en": lambda opts: insuranceqa("en"),
 }
 
 

@@ -70,7 +70,7 @@ META_COLUMNS = ["uid", "source", "group", "status", "reason", "n_tokens", "conte
 
 def prepare_corpus(cfg: DataCPTConfig, tokenizer: str, work: Path) -> None:
     """Ray: read all sources, clean, hash, sign, tokenise; write the per-document work table."""
-    sources = [read_source(s, cfg.clean.max_chars) for s in cfg.sources]
+    sources = [read_source(s, cfg.clean.max_chars, cfg.withheld_laws) for s in cfg.sources]
     ds = sources[0].union(*sources[1:]) if len(sources) > 1 else sources[0]
     near = ({"num_perm": cfg.dedup.num_perm, "bands": cfg.dedup.bands,
              "shingle_chars": cfg.dedup.shingle_chars} if cfg.dedup.near else None)

@@ -133,7 +133,10 @@ def builtin_records(row: dict, src: dict) -> list[dict]:
     """``flat_map`` body: parse one built-in corpus of shared/DATA.md (see data/sources.py)."""
     from soaes.data.sources import TEXT_SOURCES
 
-    docs = TEXT_SOURCES[src["name"]]()
+    if src["name"] == "laws":
+        docs = TEXT_SOURCES["laws"](include=src["laws"], withheld=src["withheld"])
+    else:
+        docs = TEXT_SOURCES[src["name"]]()
     docs = itertools.islice(docs, src["max_docs"]) if src["max_docs"] else docs
     return [_row(src, doc_id, doc_id, text) for doc_id, text in docs]
 
@@ -150,9 +153,12 @@ def _files(path: str, suffix: str | None = None) -> list[str]:
     return files
 
 
-def read_source(src: SourceConfig, max_chars: int):
-    """The Ray dataset of one configured source (``max_docs`` applied, in file order)."""
-    spec = src.model_dump()
+def read_source(src: SourceConfig, max_chars: int, withheld_laws: list[str] | tuple = ()):
+    """The Ray dataset of one configured source (``max_docs`` applied, in file order).
+
+    ``withheld_laws`` are dropped from the built-in ``laws`` source before ``max_docs``.
+    """
+    spec = {**src.model_dump(), "withheld": list(withheld_laws)}
     if src.format == "builtin":
         return ray.data.from_items([{"name": src.name}]).flat_map(builtin_records, fn_kwargs={"src": spec})
     if src.format == "parquet":

@@ -16,11 +16,14 @@ Output contract (consumed by the SFT trainer and the domain eval; keep it stable
 - ``<output_dir>/<stage>/test/qa.jsonl``: ``{"question", "answer", "source", "example_id"}``
   per test example: the first user turn and the reference first assistant reply. No test
   question or answer occurs as a turn of any train example of any stage.
+- ``<output_dir>/eval_sets/{law_recall,law_withheld,scenario_article,insurance_zh}.jsonl``
+  and ``eval_sets/manifest.json``: the sized, leak-free domain eval sets of ``eval_sets.py``
+  (their documents are reserved to the test split before planning).
 - ``<output_dir>/quarantine/quarantine.jsonl``: malformed records with their reason.
 - ``<output_dir>/manifest.json``: ``stages`` (ordered ``{name, epochs, counts: {split:
   {examples, tokens, label_tokens, by_source}}}``), ``sources`` (per stage and source:
   docs_in, quarantined / filtered by reason, exact_dups, docs_out, per split counts),
-  ``quarantine`` (records, by_reason), tokenizer, eos/pad ids, config_hash, ``files``.
+  ``quarantine`` (records, by_reason), ``eval_sets`` (per set n_items, n_clusters, ...), tokenizer, eos/pad ids, config_hash, ``files``.
 - ``<output_dir>/config.resolved.yaml``.
 """
 
@@ -41,6 +44,7 @@ import soaes.telemetry as prom
 from soaes.config.data import DataSFTConfig
 from soaes.config.loader import config_hash, save_resolved
 from soaes.data.context import WORK_ROWS_PER_FILE, data_context, read_work, reset_outputs
+from soaes.data.eval_sets import reserved_groups, select_eval_sets, write_eval_sets
 from soaes.data.manifest import (
     check_balance,
     format_table,
@@ -50,7 +54,7 @@ from soaes.data.manifest import (
     write_jsonl,
 )
 from soaes.data.read import PREVIEW_CHARS
-from soaes.data.sft_plan import SPLITS, SFTPlan, plan_sft
+from soaes.data.sft_plan import SPLITS, SFTPlan, plan_sft, train_turn_keys
 from soaes.data.sft_rows import builtin_examples, jsonl_examples, render_rows
 from soaes.data.shards import attach_entries, ordered, sha256_file, write_table
 from soaes.data.tokenize import resolve_tokenizer, special_ids
@@ -75,7 +79,9 @@ def example_datasets(cfg: DataSFTConfig) -> list:
             else:
                 ds = ray.data.from_items([{"source": src.name}]).flat_map(
                     builtin_examples, fn_kwargs={"stage": stage.name, "source": src.name,
-                                                 "cap": src.max_examples, "seed": cfg.seed})
+                                                 "cap": src.max_examples, "seed": cfg.seed,
+                                                 "opts": {"laws": src.laws, "withheld": cfg.withheld_laws,
+                                                          "seed": cfg.seed}})
             out.append(ds)
     return out
 
@@ -195,7 +201,7 @@ def print_summary(manifest: dict) -> None:
 def run_sft_data(cfg: DataSFTConfig) -> dict:
     """Run the ``data_sft`` pipeline (see the module docstring); returns a summary dict."""
     out = Path(cfg.output_dir).expanduser()
-    reset_outputs(out, [s.name for s in cfg.stages] + ["quarantine", "_work", "manifest.json"])
+    reset_outputs(out, [s.name for s in cfg.stages] + ["quarantine", "eval_sets", "_work", "manifest.json"])
     save_resolved(cfg, out)
     connect(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.include_dashboard)
     with data_context(cfg.shuffle, preserve_order=False):
@@ -217,19 +223,27 @@ def _run(cfg: DataSFTConfig, out: Path) -> dict:
     prepare_examples(cfg, tokenizer, work)
     t_prepare = time.perf_counter() - t0
     meta = read_meta(work)
+    t = time.perf_counter()
+    candidates = select_eval_sets(cfg)
     stages = [{"name": st.name, "sources": [{"label": s.label, "weight": s.weight,
                                              "max_examples": s.max_examples} for s in st.sources]}
               for st in cfg.stages]
-    plan = plan_sft(meta, stages, cfg.seed, cfg.validation_fraction, cfg.test_fraction, cfg.rows_per_shard)
+    plan = plan_sft(meta, stages, cfg.seed, cfg.validation_fraction, cfg.test_fraction, cfg.rows_per_shard,
+                    test_groups=reserved_groups(candidates))
+    train_keys = train_turn_keys(plan.split, plan.outcome == "out", meta["turn_hashes"])
+    eval_sets = write_eval_sets(out / "eval_sets", candidates, train_keys, cfg)
+    t_eval = time.perf_counter() - t
     files = write_outputs(cfg, work, plan, out)
     quarantine = write_quarantine(work, out)
     stage_list, sources = stage_counts(cfg, meta, plan, files)
     if not cfg.keep_work:
         shutil.rmtree(out / "_work", ignore_errors=True)
-    timings = {"build_render": round(t_prepare, 2), "total": round(time.perf_counter() - t0, 2)}
+    timings = {"build_render": round(t_prepare, 2), "plan_eval_sets": round(t_eval, 2),
+              "total": round(time.perf_counter() - t0, 2)}
     manifest = {"kind": cfg.kind, "name": cfg.name, "config_hash": config_hash(cfg),
                 "tokenizer": cfg.tokenizer, "tokenizer_path": tokenizer, "eos_id": eos, "pad_id": pad,
                 "max_len": cfg.max_len, "label_ignore_index": -100, "stages": stage_list,
-                "sources": sources, "quarantine": quarantine, "files": files, "timings_s": timings}
+                "sources": sources, "quarantine": quarantine, "eval_sets": eval_sets, "files": files,
+                "timings_s": timings}
     write_json(out / "manifest.json", manifest)
     return manifest

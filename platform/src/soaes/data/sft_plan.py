@@ -4,7 +4,8 @@ Pure numpy over per-example metadata. Splitting hashes each example's *group key
 source document: a law article, an insurance answer, a conversation), so every example of
 a document lands in the same split. A test example whose question or answer text (after
 normalisation) occurs as any turn of a train example of any stage is dropped from test
-(``filtered.test_overlap``): the domain eval never asks what training showed.
+(``filtered.test_overlap``): the domain eval never asks what training showed. Documents
+reserved for the eval sets (``test_groups``) go to test whatever their hash.
 """
 
 from __future__ import annotations
@@ -61,11 +62,16 @@ def assign_splits(group_hash: np.ndarray, seed: int, validation_fraction: float,
                     np.where(u < test_fraction + validation_fraction, "validation", "train")).astype(object)
 
 
+def train_turn_keys(split: np.ndarray, alive: np.ndarray, turn_hashes: list[np.ndarray]) -> np.ndarray:
+    """Sorted unique leak keys of every turn of a live train example."""
+    train = np.flatnonzero(alive & (split == "train"))
+    return np.unique(np.concatenate([turn_hashes[i] for i in train])) if train.size else np.empty(0, np.int64)
+
+
 def test_overlaps(split: np.ndarray, alive: np.ndarray, q_hash: np.ndarray, a_hash: np.ndarray,
                   turn_hashes: list[np.ndarray]) -> np.ndarray:
     """Mask of live test examples whose question or answer is any turn of a live train example."""
-    train = np.flatnonzero(alive & (split == "train"))
-    seen = np.unique(np.concatenate([turn_hashes[i] for i in train])) if train.size else np.empty(0, np.int64)
+    seen = train_turn_keys(split, alive, turn_hashes)
     test = alive & (split == "test")
     return test & (np.isin(q_hash, seen) | np.isin(a_hash, seen))
 
@@ -77,13 +83,15 @@ def weight_copies(uid: np.ndarray, weight: float, seed: int) -> np.ndarray:
 
 
 def plan_sft(meta: dict, stages: list[dict], seed: int, validation_fraction: float,
-             test_fraction: float, rows_per_shard: int) -> SFTPlan:
+             test_fraction: float, rows_per_shard: int, test_groups: np.ndarray | None = None) -> SFTPlan:
     """Decide every example's fate (see the module docstring).
 
     Args:
         meta: per example ``uid, stage, source, group_hash, status, reason, content_hash,
             q_hash, a_hash, turn_hashes``.
         stages: ``[{name, sources: [{label, weight, max_examples}]}]`` in curriculum order.
+        test_groups: group hashes of source documents reserved for evaluation: all their
+            examples go to the test split.
     """
     uid, stage, source = meta["uid"], meta["stage"], meta["source"]
     outcome = initial_outcomes(meta["status"], meta["reason"])
@@ -96,6 +104,8 @@ def plan_sft(meta: dict, stages: list[dict], seed: int, validation_fraction: flo
                 mine = (outcome == "out") & (stage == st["name"]) & (source == src["label"])
                 outcome[over_cap(mine, meta["group_hash"], uid, src["max_examples"], seed)] = "filtered:over_max_examples"
     split = assign_splits(meta["group_hash"], seed, validation_fraction, test_fraction)
+    if test_groups is not None and test_groups.size:
+        split[np.isin(meta["group_hash"], test_groups)] = "test"
     alive = outcome == "out"
     outcome[test_overlaps(split, alive, meta["q_hash"], meta["a_hash"], meta["turn_hashes"])] = "filtered:test_overlap"
     copies = (outcome == "out").astype(np.int64)

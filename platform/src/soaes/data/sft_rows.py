@@ -43,14 +43,17 @@ def _row(stage: str, source: str, ex: Example, status: str = "") -> dict:
             "status": status, "reason": ex.reason, "detail": ex.detail}
 
 
-def builtin_examples(row: dict, stage: str, source: str, cap: int | None, seed: int) -> list[dict]:
+def builtin_examples(row: dict, stage: str, source: str, cap: int | None, seed: int,
+                     opts: dict | None = None) -> list[dict]:
     """``flat_map``: every example of a built-in builder; exact repeats marked duplicate,
     well-formed examples past ``cap`` marked filtered.
 
     The cap keeps the first ``cap`` well-formed examples in seeded source-document order
     (the same rule the driver applies), before rendering, so unused examples cost nothing.
+    Examples with a ``finish`` step are completed after the cap (``filtered:no_content``
+    when it builds nothing). ``opts`` are the builder's options (see ``dialogs.BUILDERS``).
     """
-    examples = list(BUILDERS[source]())
+    examples = list(BUILDERS[source](opts or {}))
     rows = [_row(stage, source, ex) for ex in examples]
     seen: set = set()
     for r in rows:  # exact repeats first, so that the cap counts distinct conversations
@@ -65,6 +68,12 @@ def builtin_examples(row: dict, stage: str, source: str, cap: int | None, seed: 
         for i in np.flatnonzero(over_cap(ok, group, uid, cap, seed)):
             examples[i].reason = "over_max_examples"
             rows[i] = _row(stage, source, examples[i], FILTERED)
+    for i, ex in enumerate(examples):
+        if ex.finish and rows[i]["status"] == OK:
+            ex.messages = ex.finish()
+            if not ex.messages:
+                ex.reason = "no_content"
+            rows[i] = _row(stage, source, ex, OK if ex.messages else FILTERED)
     return rows
 
 

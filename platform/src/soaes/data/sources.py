@@ -20,19 +20,41 @@ _GUT_START = re.compile(r"\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG", re.I)
 _GUT_END = re.compile(r"\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG|^End of (the )?Project Gutenberg", re.I)
 
 
-def iter_laws(in_force_only: bool = True) -> Iterator[tuple[str, str]]:
-    """One document per law article: ``<law name> <article no> <text>``."""
+def law_articles(include: list[str] | None = None, withheld: list[str] | tuple = (),
+                 in_force_only: bool = True) -> list[tuple[int, str, str, str]]:
+    """``(article id, law_name, article_no, article_text)`` of laws.db, in id order.
+
+    Args:
+        include: keep only these laws (exact ``law_name`` values); None keeps every law.
+        withheld: drop these laws, whatever ``include`` says (withheld always wins).
+        in_force_only: only articles whose status is 现行有效.
+
+    Raises:
+        ValueError: a name in ``include`` or ``withheld`` is not a law of the database (a typo
+            would otherwise silently leak a withheld law or empty a corpus).
+    """
     db = require("laws") / "laws.db"
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
     try:
+        known = {r[0] for r in con.execute("SELECT DISTINCT law_name FROM articles")}
         where = "WHERE status = '现行有效'" if in_force_only else ""
         rows = con.execute(
             f"SELECT id, law_name, article_no, article_text FROM articles {where} ORDER BY id"
-        )
-        for aid, law, no, text in rows:
-            yield f"laws:{aid}", f"{law}{no or ''}　{text or ''}".strip()
+        ).fetchall()
     finally:
         con.close()
+    unknown = sorted((set(include or ()) | set(withheld)) - known)
+    if unknown:
+        raise ValueError(f"law names not in laws.db (check the exact law_name): {unknown}")
+    keep, drop = (set(include) if include is not None else None), set(withheld)
+    return [r for r in rows if r[1] not in drop and (keep is None or r[1] in keep)]
+
+
+def iter_laws(in_force_only: bool = True, include: list[str] | None = None,
+              withheld: list[str] | tuple = ()) -> Iterator[tuple[str, str]]:
+    """One document per law article: ``<law name> <article no> <text>`` (see :func:`law_articles`)."""
+    for aid, law, no, text in law_articles(include, withheld, in_force_only):
+        yield f"laws:{aid}", f"{law}{no or ''}　{text or ''}".strip()
 
 
 def strip_pos_tags(line: str) -> str:
