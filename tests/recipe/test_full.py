@@ -93,7 +93,8 @@ def test_full_tiny_runs_end_to_end_and_resumes(tiny_recipe):
     from soaes.eval.report import NOT_RUN
     from soaes.recipe.full import run_full
 
-    out, cfg, first = tiny_recipe
+    assert tiny_recipe.error is None, tiny_recipe.error
+    out, cfg, first = tiny_recipe.out, tiny_recipe.cfg, tiny_recipe.summary
     assert [s["status"] for s in first["stages"]] == ["ran"] * 9
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()
