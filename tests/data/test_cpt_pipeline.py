@@ -21,7 +21,7 @@ from soaes.config.loader import validate_config
 from soaes.data.clean import normalize_text
 from soaes.data.pack import unpack_documents
 from soaes.data.pipeline import run_cpt_data
-from soaes.data.sources import iter_laws, iter_peoples_daily
+from soaes.assets.texts import iter_laws, iter_peoples_daily
 from soaes.data.tokenize import encode_texts, resolve_tokenizer
 
 pytestmark = pytest.mark.heavy

@@ -18,7 +18,7 @@ from soaes.eval.acceptance import (
     theoretical_speedup,
     write_spec_decode,
 )
-from soaes.eval.domain_prompts import load_prompts
+from soaes.data.prompts import load_prompts
 
 
 def test_counter_difference_and_stats():

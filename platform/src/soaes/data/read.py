@@ -130,8 +130,8 @@ _FIELDS = ("source", "group", "key", "doc_id", "text", "reason", "detail")
 
 
 def builtin_records(row: dict, src: dict) -> list[dict]:
-    """``flat_map`` body: parse one built-in corpus of shared/DATA.md (see data/sources.py)."""
-    from soaes.data.sources import TEXT_SOURCES
+    """``flat_map`` body: parse one built-in corpus of shared/DATA.md (see assets/texts.py)."""
+    from soaes.assets.texts import TEXT_SOURCES
 
     docs = TEXT_SOURCES[src["name"]]()
     docs = itertools.islice(docs, src["max_docs"]) if src["max_docs"] else docs

@@ -275,7 +275,7 @@ def compare_drafts(
     """
     from transformers import AutoTokenizer
 
-    from soaes.eval.domain_prompts import load_prompts
+    from soaes.data.prompts import load_prompts
 
     prompts = load_prompts(cfg.prompts, AutoTokenizer.from_pretrained(target))
     baseline, costs, results = None, {}, {}

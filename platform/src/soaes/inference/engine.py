@@ -1,5 +1,5 @@
-"""In-process vLLM with exactly the engine config a Serve replica gets: the reference that
-HTTP outputs are compared with and Serve's overhead is measured against."""
+"""The offline (in-process) vLLM engine used by eval, acceptance, on-policy data and the
+serving benchmark's reference."""
 
 from __future__ import annotations
 
@@ -7,10 +7,6 @@ import gc
 import os
 import time
 from typing import Any
-
-from soaes.config.serve import ServeAppConfig
-from soaes.serve.llm import engine_kwargs
-from soaes.serve.models import ResolvedModels
 
 IN_PROCESS_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
 
@@ -30,14 +26,6 @@ def new_llm(**kwargs: Any) -> Any:
     from vllm import LLM
 
     return LLM(**kwargs)
-
-
-def offline_llm(cfg: ServeAppConfig, models: ResolvedModels) -> Any:
-    """A ``vllm.LLM`` built from the app's engine kwargs (speculation included).
-
-    Built through :func:`new_llm` (in-process engine core, CPU KV-cache default).
-    """
-    return new_llm(model=models.target, disable_log_stats=False, **engine_kwargs(cfg, models))
 
 
 def close_llm(llm: Any) -> None:

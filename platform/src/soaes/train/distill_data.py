@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 
 from soaes.config.distill import DistillConfig, EngineConfig, OnPolicyConfig
-from soaes.eval.domain_prompts import load_prompts
+from soaes.data.prompts import load_prompts
 
 log = logging.getLogger(__name__)
 
