@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from soaes.cli import main
-from soaes.config.pipeline import PIPELINES as KINDS
 from soaes.config.loader import load_config
+from soaes.config.pipeline import PIPELINES as KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from soaes.config.base import StrictModel
 from soaes.config.common import RayConfig
+from soaes.config.inference import EngineConfig
 
 PPL_TEXT_SOURCES = ("laws", "peoples_daily", "shakespeare", "fortunes_zh")
 
@@ -53,21 +54,31 @@ class QASetConfig(StrictModel):
         return self
 
 
+# Engine keys a `generation` block may still set directly (before `engine` existed).
+_LEGACY_ENGINE_KEYS = ("max_model_len", "dtype", "enforce_eager", "engine_kwargs")
+
+
 class GenerationConfig(StrictModel):
     """Greedy generation with vLLM for the Q&A sets."""
 
     max_new_tokens: int = Field(default=128, ge=1, description="Tokens generated per answer.")
-    max_model_len: int = Field(default=2048, ge=64, description="vLLM context length.")
     system_prompt: str | None = Field(default=None, description="Optional system message.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        default="float32", description="vLLM dtype: float32 on CPU (bf16 is ~3x slower there)."
+    engine: EngineConfig = Field(
+        default_factory=lambda: EngineConfig(max_model_len=2048),
+        description="The vLLM engine (max_model_len 2048 unless set).",
     )
-    enforce_eager: bool = Field(
-        default=True, description="Skip graph compilation (20 s vs 80 s start)."
-    )
-    engine_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Further vLLM LLM() arguments, passed through as given."
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_engine_keys(cls, data: Any) -> Any:
+        # `generation: {max_model_len: 512}` (the engine keys set directly) still loads.
+        if not isinstance(data, dict) or not set(_LEGACY_ENGINE_KEYS) & set(data):
+            return data
+        if "engine" in data:
+            raise ValueError(f"set {list(_LEGACY_ENGINE_KEYS)} inside engine, not beside it")
+        engine = {"max_model_len": 2048} | {k: data[k] for k in _LEGACY_ENGINE_KEYS if k in data}
+        rest = {k: v for k, v in data.items() if k not in _LEGACY_ENGINE_KEYS}
+        return {**rest, "engine": engine}
 
 
 class MMLUConfig(StrictModel):

@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soaes.config.distill import AcceptanceConfig, EngineConfig
+from soaes.config.distill import AcceptanceConfig
+from soaes.config.inference import EngineConfig
 from soaes.inference.engine import close_llm
 
 log = logging.getLogger(__name__)
