@@ -24,7 +24,7 @@ PKG = SRC / "soaes"
 LAYERS: list[set[str]] = [
     # configs, and leaf helpers that import no other soaes module: the Ray connection every
     # runner makes and the Prometheus series every stage publishes.
-    {"config", "ray_env", "telemetry", "__init__"},
+    {"config", "ray_env", "ray_private", "telemetry", "__init__"},
     {"assets", "models"},
     {"data", "inference"},
     {"train", "eval", "serve"},
