@@ -42,13 +42,13 @@ def engine_kwargs(cfg: ServeAppConfig, models: ResolvedModels) -> dict[str, Any]
     return kwargs
 
 
-
 def offline_llm(cfg: ServeAppConfig, models: ResolvedModels) -> Any:
     """In-process vLLM with exactly the engine config a Serve replica gets (speculation
     included): the reference that HTTP outputs are compared with and Serve's overhead is
     measured against. Built through :func:`soaes.inference.engine.new_llm`.
     """
     return new_llm(model=models.target, disable_log_stats=False, **engine_kwargs(cfg, models))
+
 
 def placement_group_config(cfg: ServeAppConfig) -> dict[str, Any]:
     """One bundle per TP rank; the draft shares the target's bundles, so a replica's
