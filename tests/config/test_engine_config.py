@@ -31,7 +31,10 @@ def test_old_names_still_load():
     assert g.engine.max_model_len == 512 and g.engine.dtype == "bfloat16"
     assert GenerationConfig(max_new_tokens=8, enforce_eager=False).engine.max_model_len == 2048
     assert GenerationConfig().engine.max_model_len == 2048
-    with pytest.raises(ValidationError, match="inside engine"):
+    assert GenerationConfig(engine={"dtype": "float16"}).engine.max_model_len == 2048
+    mixed = GenerationConfig(max_model_len=512, engine={"dtype": "bfloat16"})  # old override
+    assert (mixed.engine.max_model_len, mixed.engine.dtype) == (512, "bfloat16")
+    with pytest.raises(ValidationError, match="set both in generation and in generation.engine"):
         GenerationConfig(max_model_len=512, engine={"max_model_len": 256})
 
 

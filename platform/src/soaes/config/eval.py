@@ -70,15 +70,23 @@ class GenerationConfig(StrictModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _legacy_engine_keys(cls, data: Any) -> Any:
-        # `generation: {max_model_len: 512}` (the engine keys set directly) still loads.
-        if not isinstance(data, dict) or not set(_LEGACY_ENGINE_KEYS) & set(data):
+    def _engine_keys(cls, data: Any) -> Any:
+        # The eval engine's context defaults to 2048; `generation: {max_model_len: 512}` (the
+        # engine keys set directly, as before `engine` existed) still loads.
+        if not isinstance(data, dict):
             return data
-        if "engine" in data:
-            raise ValueError(f"set {list(_LEGACY_ENGINE_KEYS)} inside engine, not beside it")
-        engine = {"max_model_len": 2048} | {k: data[k] for k in _LEGACY_ENGINE_KEYS if k in data}
-        rest = {k: v for k, v in data.items() if k not in _LEGACY_ENGINE_KEYS}
-        return {**rest, "engine": engine}
+        legacy = set(_LEGACY_ENGINE_KEYS) & set(data)
+        engine = data.get("engine", {})
+        if not isinstance(engine, dict):  # an EngineConfig instance
+            if legacy:
+                raise ValueError(f"set {sorted(legacy)} inside engine")
+            return data
+        both = sorted(legacy & set(engine))
+        if both:
+            raise ValueError(f"{both} set both in generation and in generation.engine")
+        rest = {k: v for k, v in data.items() if k not in legacy}
+        merged = {"max_model_len": 2048, **engine, **{k: data[k] for k in legacy}}
+        return {**rest, "engine": merged}
 
 
 class MMLUConfig(StrictModel):
