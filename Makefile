@@ -7,7 +7,7 @@ export VLLM_CPU_KVCACHE_SPACE ?= 1
 export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER ?= 0
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: setup assets test test-recipe demo lint fmt clean
+.PHONY: setup assets test test-fast test-recipe demo lint fmt clean
 
 $(VENV)/.setup-done: requirements/cpu.lock requirements/cpu.in pyproject.toml scripts/setup.sh
 	bash scripts/setup.sh $(VENV)
@@ -19,6 +19,9 @@ assets: setup  ## fetch + verify + convert every asset of shared/DATA.md
 
 test: assets  ## the test suite (what .ci/run calls)
 	$(PY) -m pytest -q tests
+
+test-fast: assets  ## unit tests only: no Ray cluster, DeepSpeed engine or vLLM engine start (about a minute)
+	$(PY) -m pytest -q -m "not heavy and not recipe and not gpu" tests
 
 test-recipe: assets  ## only the whole tiny recipe end to end (data -> CPT -> SFT arms -> distill -> eval -> report)
 	$(PY) -m pytest -q -m recipe tests

@@ -14,6 +14,7 @@ from soaes.config.loader import (
     config_hash,
     load_config,
     save_resolved,
+    update_config,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -90,3 +91,27 @@ def test_apply_overrides_does_not_mutate_input():
     data = {"a": {"b": 1}}
     assert apply_overrides(data, ["a.b=2", "a.c=[1, 2]"]) == {"a": {"b": 2, "c": [1, 2]}}
     assert data == {"a": {"b": 1}}
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in (ROOT / "pipelines").glob("*.yaml")))
+def test_update_config_without_updates_keeps_the_hash(name):
+    cfg = load_config(ROOT / "pipelines" / name)
+    assert config_hash(update_config(cfg, {})) == config_hash(cfg)
+
+
+def test_update_config_sets_typed_values_and_names_the_wrong_field():
+    from soaes.config.eval import EvalModelConfig
+
+    cfg = load_config(ROOT / "pipelines" / "eval_tiny.yaml")
+    extra = EvalModelConfig(name="x", path="tiny/target")
+    new = update_config(cfg, {"models": [*cfg.models, extra], "mmlu.seed": 3})
+    assert new.models[-1] == extra and new.mmlu.seed == 3
+    assert cfg.mmlu.seed == 0  # the original is untouched
+    with pytest.raises(ConfigError, match=r"stage eval: mmlu\.sed: no such field in EvalConfig"):
+        update_config(cfg, {"mmlu.sed": 3}, source="stage eval")
+    with pytest.raises(ConfigError, match=r"stage eval: mmlu\.n_per_subject: Input should be"):
+        update_config(cfg, {"mmlu.n_per_subject": 0}, source="stage eval")
+    with pytest.raises(ConfigError, match=r"models\.0\.name: String should match"):
+        update_config(cfg, {"models": [{"name": "a b", "path": "p"}]})
+    with pytest.raises(ConfigError, match=r"retention\.baseline 'target' is not in models"):
+        update_config(cfg, {"models": [extra]})  # cross-field checks run again

@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from soaes.cli import RUNNERS, main
+from soaes.cli import main
 from soaes.config.loader import load_config
+from soaes.config.pipeline import PIPELINES as KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
 PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))
@@ -17,7 +18,7 @@ PIPELINES = sorted((ROOT / "pipelines").glob("*.yaml"))
 @pytest.mark.parametrize("path", PIPELINES, ids=lambda p: p.name)
 def test_pipeline_validates_and_has_runner(path, capsys):
     cfg = load_config(path)
-    assert cfg.kind in RUNNERS
+    assert cfg.kind in KINDS
     assert main(["run", str(path), "--print-config"]) == 0
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["kind"] == cfg.kind and len(printed["config_hash"]) == 16

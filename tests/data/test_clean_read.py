@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 
+from soaes.assets.texts import strip_gutenberg, strip_pos_tags
 from soaes.data.clean import classify, normalize_text, script_ratio
 from soaes.data.read import parse_record, split_lines
-from soaes.data.sources import strip_gutenberg, strip_pos_tags
 
 LIMITS = {"min_chars": 5, "max_chars": 50, "min_script_ratio": 0.5}
 

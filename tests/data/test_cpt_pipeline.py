@@ -17,11 +17,11 @@ import pyarrow.parquet as pq
 import pytest
 
 from soaes.assets.fetch import require
+from soaes.assets.texts import iter_laws, iter_peoples_daily, law_articles
 from soaes.config.loader import load_config, validate_config
 from soaes.data.clean import normalize_text
 from soaes.data.pack import unpack_documents
 from soaes.data.pipeline import run_cpt_data
-from soaes.data.sources import iter_laws, iter_peoples_daily, law_articles
 from soaes.data.tokenize import encode_texts, resolve_tokenizer
 
 pytestmark = pytest.mark.heavy

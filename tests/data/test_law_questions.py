@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from soaes.assets.texts import iter_laws, law_articles
 from soaes.data import law_questions as lq
-from soaes.data.sources import iter_laws, law_articles
 
 SOE = ["中华人民共和国企业国有资产法", "中华人民共和国会计法"]
 WITHHELD = ["中华人民共和国劳动合同法"]

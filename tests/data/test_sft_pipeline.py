@@ -10,10 +10,10 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
+from soaes.assets.texts import law_articles
 from soaes.config.loader import load_config, validate_config
 from soaes.data import law_questions as lq
 from soaes.data.sft import run_sft_data
-from soaes.data.sources import law_articles
 from soaes.data.tokenize import load_tokenizer
 
 pytestmark = pytest.mark.heavy

@@ -8,7 +8,9 @@ import shutil
 import pytest
 from transformers import AutoTokenizer
 
-from soaes.config.distill import AcceptanceConfig, EngineConfig, PromptsConfig
+from soaes.config.distill import AcceptanceConfig, PromptsConfig
+from soaes.config.inference import EngineConfig
+from soaes.data.prompts import load_prompts
 from soaes.eval.acceptance import (
     SpecCounters,
     acceptance_stats,
@@ -18,7 +20,6 @@ from soaes.eval.acceptance import (
     theoretical_speedup,
     write_spec_decode,
 )
-from soaes.eval.domain_prompts import load_prompts
 
 
 def test_counter_difference_and_stats():

@@ -23,7 +23,7 @@ def test_eval_pipeline_tiny(tiny_recipe):
     from soaes.eval.retention import load_mmlu, score_mmlu, stratified_subset
     from soaes.eval.runner import run_eval
 
-    out = tiny_recipe[0] / "eval"
+    out = tiny_recipe.stage("eval")
     cfg = load_config(out / "config.resolved.yaml")
     res = json.loads((out / "results.json").read_text(encoding="utf-8"))
     assert tuple(res["models"]) == MODELS

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from soaes.config.loader import config_hash, load_config
-from soaes.recipe.full import plan, prepare_stage_dir, stage_key
+from soaes.recipe.full import plan
+from soaes.recipe.stages import prepare_stage_dir, stage_config, stage_key
 from soaes.serve.app import parse_args as parse_app
 from soaes.serve.deploy import load_serve_config
 
@@ -33,16 +34,15 @@ def test_every_stage_config_validates_with_its_wiring(name):
     ]
     out = Path(cfg.output_dir)
     bench = stages[-2]
-    schema = load_serve_config(ROOT / bench.ref.app, [*bench.ref.overrides, *bench.wiring])
+    schema = load_serve_config(ROOT / bench.ref.app, [*bench.ref.overrides, *bench.overrides()])
     app = parse_app(schema.applications[0].args)
     assert app.target == str(out / "sft_cpt" / "hf")
     assert app.speculation.distill_dir == str(out / "distill") and app.speculation.draft is None
-    assert "--no-kill" in bench.ref.argv("b.json", bench.wiring)
+    assert "--no-kill" in bench.ref.argv("b.json", bench.overrides())
     stages = [s for s in stages if s is not bench]
+    by = {s.name: stage_config(s, cfg) for s in stages}
     for s in stages:
-        scfg = load_config(ROOT / s.ref.pipeline, [*s.ref.overrides, *s.wiring])
-        assert Path(scfg.output_dir) == out / s.name
-    by = {s.name: load_config(ROOT / s.ref.pipeline, [*s.ref.overrides, *s.wiring]) for s in stages}
+        assert Path(by[s.name].output_dir) == out / s.name
     assert by["cpt"].data_dir == str(out / "data_cpt")
     assert by["sft_cpt"].model.path == str(out / "cpt" / "hf")
     assert by["sft_base"].model.path == cfg.base_model
@@ -93,7 +93,8 @@ def test_full_tiny_runs_end_to_end_and_resumes(tiny_recipe):
     from soaes.eval.report import NOT_RUN
     from soaes.recipe.full import run_full
 
-    out, cfg, first = tiny_recipe
+    assert tiny_recipe.error is None, tiny_recipe.error
+    out, cfg, first = tiny_recipe.out, tiny_recipe.cfg, tiny_recipe.summary
     assert [s["status"] for s in first["stages"]] == ["ran"] * 9
     report = json.loads((out / "report.json").read_text())
     md = (out / "report.md").read_text()

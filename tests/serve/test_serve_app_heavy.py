@@ -97,7 +97,7 @@ def test_greedy_output_equals_offline_vllm(tiny_recipe):
     in-process vLLM engines: all four outputs are equal, and the drafts really ran."""
     import json
 
-    bench = json.loads((tiny_recipe[0] / "serve_bench" / "bench.json").read_text())
+    bench = json.loads((tiny_recipe.stage("serve_bench") / "bench.json").read_text())
     single, load = bench["single_stream"], bench["load"]
     assert single["prompts"] >= 2 and single["identical_outputs_all_four"] is True
     acc = single["acceptance"]

@@ -117,7 +117,7 @@ def test_offline_scores_equal_online_top_k(ray_session, tiny_models, tiny_paths)
 @pytest.mark.heavy
 def test_vllm_onpolicy_rows_carry_the_target_distribution(tiny_paths, tiny_models):
     """The generator's logprobs sit at the positions that predict each generated token."""
-    from soaes.config.distill import EngineConfig
+    from soaes.config.inference import EngineConfig
     from soaes.train.distill_data import VLLMGenerator
 
     target, _ = tiny_models
@@ -130,7 +130,7 @@ def test_vllm_onpolicy_rows_carry_the_target_distribution(tiny_paths, tiny_model
     ]
     gen = VLLMGenerator(
         str(tiny_paths["target"]),
-        EngineConfig(max_model_len=256).llm_kwargs(),
+        EngineConfig(max_model_len=256),
         max_tokens=10,
         temperature=0.0,
         samples_per_prompt=1,

@@ -24,11 +24,10 @@ pytestmark = [pytest.mark.heavy, pytest.mark.timeout(1500)]
 
 @pytest.fixture(scope="module")
 def sft_run(tiny_recipe):
-    out = tiny_recipe[0]
-    run = out / "sft_cpt"
+    run = tiny_recipe.stage("sft_cpt")
     summary = json.loads((run / "STAGE_DONE.json").read_text())["summary"]
     cfg = yaml.safe_load((run / "config.resolved.yaml").read_text())
-    return run, summary, cfg, out / "data_sft"
+    return run, summary, cfg, tiny_recipe.stage("data_sft")
 
 
 def _heldout_loss(model_dir: Path, sft_data: Path, stage: str, cfg: dict) -> float:

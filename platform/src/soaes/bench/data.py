@@ -45,7 +45,7 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
 
 def corpus_texts():
     """Real documents of every built-in text source, cycled forever."""
-    from soaes.data.sources import TEXT_SOURCES
+    from soaes.assets.texts import TEXT_SOURCES
 
     def once():
         for name in ("laws", "peoples_daily", "shakespeare", "fortunes_zh"):

@@ -231,7 +231,8 @@ def run_phases(
     from ray import serve
 
     from soaes.bench.serve_fault import phase_kill
-    from soaes.inference.engine import close_llm, offline_llm
+    from soaes.inference.engine import close_llm
+    from soaes.serve.llm import offline_llm
     from soaes.serve.models import resolve_models
 
     key = os.environ.get(cfg.api_key_env) if cfg.api_key_env else None

@@ -200,6 +200,22 @@ def _wait_ready(state: ClusterState, want_ips: set[str], deadline: float) -> dic
         time.sleep(0.5)
 
 
+def _check_can_start(name: str, port: int, workers: int, sdir: Path) -> None:
+    """Raise :class:`LocalClusterError` unless the cluster can start: a valid worker count,
+    not already running from ``sdir``, and all of its ports free."""
+    if not 0 <= workers <= MAX_WORKERS:
+        raise LocalClusterError(f"workers: must be 0-{MAX_WORKERS}, got {workers}")
+    old = load_state(sdir)
+    if old and is_running(old):
+        raise LocalClusterError(
+            f"cluster {name!r} already runs (dashboard {old.dashboard_url}); "
+            "stop it first: soaes cluster down"
+        )
+    busy = busy_ports(all_ports(port, workers))
+    if busy:
+        raise LocalClusterError(f"ports already in use: {busy[:10]}; pick another --port")
+
+
 def start_cluster(
     name: str = DEFAULT_NAME,
     port: int = DEFAULT_PORT,
@@ -227,18 +243,8 @@ def start_cluster(
         LocalClusterError: it already runs, a port is taken, or a node failed to start
             (whatever was started is stopped again).
     """
-    if not 0 <= workers <= MAX_WORKERS:
-        raise LocalClusterError(f"workers: must be 0-{MAX_WORKERS}, got {workers}")
     sdir = Path(state_dir) if state_dir else default_state_dir(name)
-    old = load_state(sdir)
-    if old and is_running(old):
-        raise LocalClusterError(
-            f"cluster {name!r} already runs (dashboard {old.dashboard_url}); "
-            "stop it first: soaes cluster down"
-        )
-    busy = busy_ports(all_ports(port, workers))
-    if busy:
-        raise LocalClusterError(f"ports already in use: {busy[:10]}; pick another --port")
+    _check_can_start(name, port, workers, sdir)
     ensure_token(ray_bin())
     sdir.mkdir(parents=True, exist_ok=True)
     state = ClusterState(

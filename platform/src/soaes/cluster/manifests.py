@@ -153,11 +153,10 @@ def check_kuberay(doc: Any, root: Path) -> list[str]:
 def check_ray_up(config: dict) -> list[str]:
     """A cluster-launcher YAML: Ray's own preparation + schema validation, then soaes rules
     (token auth, loopback dashboard, GPU profile installed, sane worker bounds)."""
-    from ray.autoscaler._private.util import prepare_config, validate_config
+    from soaes.ray_private import prepare_cluster_launcher_config
 
     try:
-        prepared = prepare_config(copy.deepcopy(config))
-        validate_config(prepared)
+        prepared = prepare_cluster_launcher_config(copy.deepcopy(config))
     except Exception as e:  # noqa: BLE001 - jsonschema, ValueError, KeyError: all are findings
         return [f"ray validation: {e.__class__.__name__}: {str(e).splitlines()[0]}"]
     out = []

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field, model_validator
 
 from soaes.config.base import StrictModel
 from soaes.config.common import RayConfig
+from soaes.config.inference import EngineConfig
 from soaes.config.model import ModelRef
 from soaes.config.train import (
     CheckpointSpec,
@@ -107,38 +108,6 @@ class PromptsConfig(StrictModel):
         if self.source == "jsonl" and not self.path:
             raise ValueError("path is required for source 'jsonl'")
         return self
-
-
-class EngineConfig(StrictModel):
-    """vLLM engine settings shared by generation and acceptance runs (passed through)."""
-
-    dtype: str = Field(default="float32", description="Weights dtype (float32 on CPU).")
-    max_model_len: int = Field(default=1024, ge=16, description="Context length of the engine.")
-    enforce_eager: bool = Field(
-        default=True, description="Skip graph compilation: starts in ~20 s on CPU instead of ~80 s."
-    )
-    tensor_parallel_size: int = Field(default=1, ge=1, description="TP degree of the target.")
-    seed: int = Field(default=0, description="Engine seed.")
-    actor_num_gpus: float = Field(
-        default=0,
-        ge=0,
-        description="GPUs reserved by a Ray Data actor hosting this engine (on-policy "
-        "generation); set it to tensor_parallel_size on a GPU cluster.",
-    )
-    extra: dict[str, Any] = Field(
-        default_factory=dict, description="Further vllm.LLM keyword arguments, passed as given."
-    )
-
-    def llm_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for ``vllm.LLM``."""
-        return {
-            "dtype": self.dtype,
-            "max_model_len": self.max_model_len,
-            "enforce_eager": self.enforce_eager,
-            "seed": self.seed,
-            "tensor_parallel_size": self.tensor_parallel_size,
-            **self.extra,
-        }
 
 
 class OnPolicyConfig(StrictModel):

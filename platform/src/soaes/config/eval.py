@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from soaes.config.base import StrictModel
 from soaes.config.common import RayConfig
+from soaes.config.inference import EngineConfig
 
 PPL_TEXT_SOURCES = ("laws", "peoples_daily", "shakespeare", "fortunes_zh")
 
@@ -53,21 +54,39 @@ class QASetConfig(StrictModel):
         return self
 
 
+# Engine keys a `generation` block may still set directly (before `engine` existed).
+_LEGACY_ENGINE_KEYS = ("max_model_len", "dtype", "enforce_eager", "engine_kwargs")
+
+
 class GenerationConfig(StrictModel):
     """Greedy generation with vLLM for the Q&A sets."""
 
     max_new_tokens: int = Field(default=128, ge=1, description="Tokens generated per answer.")
-    max_model_len: int = Field(default=2048, ge=64, description="vLLM context length.")
     system_prompt: str | None = Field(default=None, description="Optional system message.")
-    dtype: Literal["float32", "bfloat16", "float16"] = Field(
-        default="float32", description="vLLM dtype: float32 on CPU (bf16 is ~3x slower there)."
+    engine: EngineConfig = Field(
+        default_factory=lambda: EngineConfig(max_model_len=2048),
+        description="The vLLM engine (max_model_len 2048 unless set).",
     )
-    enforce_eager: bool = Field(
-        default=True, description="Skip graph compilation (20 s vs 80 s start)."
-    )
-    engine_kwargs: dict[str, Any] = Field(
-        default_factory=dict, description="Further vLLM LLM() arguments, passed through as given."
-    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_keys(cls, data: Any) -> Any:
+        # The eval engine's context defaults to 2048; `generation: {max_model_len: 512}` (the
+        # engine keys set directly, as before `engine` existed) still loads.
+        if not isinstance(data, dict):
+            return data
+        legacy = set(_LEGACY_ENGINE_KEYS) & set(data)
+        engine = data.get("engine", {})
+        if not isinstance(engine, dict):  # an EngineConfig instance
+            if legacy:
+                raise ValueError(f"set {sorted(legacy)} inside engine")
+            return data
+        both = sorted(legacy & set(engine))
+        if both:
+            raise ValueError(f"{both} set both in generation and in generation.engine")
+        rest = {k: v for k, v in data.items() if k not in legacy}
+        merged = {"max_model_len": 2048, **engine, **{k: data[k] for k in legacy}}
+        return {**rest, "engine": merged}
 
 
 class MMLUConfig(StrictModel):

@@ -5,12 +5,12 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
-from soaes.config.pipeline import PipelineConfig
+from soaes.config.pipeline import PIPELINE_KINDS, PipelineConfig
 
 
 class ConfigError(ValueError):
@@ -18,6 +18,7 @@ class ConfigError(ValueError):
 
 
 _ADAPTER: TypeAdapter = TypeAdapter(PipelineConfig)
+T = TypeVar("T", bound=BaseModel)
 
 
 def parse_override(text: str) -> tuple[list[str], Any]:
@@ -90,8 +91,6 @@ def format_validation_error(err: ValidationError, source: str) -> str:
 
 
 def _kinds() -> set[str]:
-    from soaes.config.pipeline import PIPELINE_KINDS
-
     return set(PIPELINE_KINDS)
 
 
@@ -130,6 +129,42 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> Pipelin
         data.pop("config_hash", None)
     data = apply_overrides(data or {}, overrides or [])
     return validate_config(data, source=str(path))
+
+
+def update_config(cfg: T, updates: dict[str, Any], source: str = "<update>") -> T:
+    """A copy of a validated config with typed values set at dotted field paths, re-validated.
+
+    This is how the recipe wires stages together (``{"model.path": ..., "models": [...]}``):
+    the values are Python objects (strings, numbers, config models), not override strings.
+
+    Args:
+        cfg: a validated config.
+        updates: dotted field path -> new value (list items by index: ``sources.0.weight``).
+        source: names the caller in errors (e.g. ``stage eval``).
+
+    Raises:
+        ConfigError: a path names no field, or the result fails validation (field named).
+    """
+    data = cfg.model_dump()
+    for path, value in updates.items():
+        parts = path.split(".")
+        node: Any = data
+        for i, part in enumerate(parts):
+            where = ".".join(parts[: i + 1])
+            if isinstance(node, list) and part.lstrip("-").isdigit():
+                key: Any = _index(part, where, len(node))
+            elif isinstance(node, dict) and part in node:
+                key = part
+            else:
+                raise ConfigError(f"{source}: {where}: no such field in {type(cfg).__name__}")
+            if i == len(parts) - 1:
+                node[key] = value
+            else:
+                node = node[key]
+    try:
+        return type(cfg).model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(format_validation_error(e, source)) from None
 
 
 def config_dict(cfg: Any) -> dict:

@@ -12,6 +12,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from soaes.config.base import StrictModel
+from soaes.config.inference import engine_from_kwargs
 
 # Engine options that soaes sets from its own fields: setting them in engine_kwargs too
 # would make two sources of truth.
@@ -143,7 +144,9 @@ class ServeAppConfig(StrictModel):
     engine_kwargs: dict[str, Any] = Field(
         default_factory=dict,
         description="vLLM engine arguments passed through (max_model_len, dtype, enforce_eager, "
-        "seed, ...). Model, speculation and TP come from the fields above.",
+        "seed, ...); the keys soaes models are checked against "
+        ":class:`soaes.config.inference.EngineConfig`, only the keys set here reach the "
+        "engine. Model, speculation and TP come from the fields above.",
     )
     env_vars: dict[str, str] = Field(
         default_factory=dict, description="Extra environment of the engine replicas."
@@ -173,6 +176,7 @@ class ServeAppConfig(StrictModel):
                 f"{clash} are set by soaes' own fields (target, tokenizer, "
                 "speculation, tensor_parallel_size, trust_remote_code); remove them"
             )
+        engine_from_kwargs(v)  # the shared engine schema: dtype, max_model_len, ... checked
         return v
 
     @field_validator("api_key_env")

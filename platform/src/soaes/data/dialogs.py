@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 import yaml
 
 from soaes.assets.fetch import require
+from soaes.assets.texts import law_articles
 from soaes.data import law_questions as lq
 from soaes.data.clean import normalize_text
-from soaes.data.sources import law_articles
 
 ROLES = ("system", "user", "assistant")
 

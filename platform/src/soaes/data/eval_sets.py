@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from soaes.assets.texts import law_articles
 from soaes.config.data import DataSFTConfig
 from soaes.data import law_questions as lq
 from soaes.data.clean import normalize_text
@@ -40,7 +41,6 @@ from soaes.data.dialogs import insuranceqa
 from soaes.data.manifest import write_json, write_jsonl
 from soaes.data.sft_rows import leak_key
 from soaes.data.shards import sha256_file
-from soaes.data.sources import law_articles
 
 MIN_ARTICLE_CHARS = 20
 SCORING = {

@@ -130,8 +130,8 @@ _FIELDS = ("source", "group", "key", "doc_id", "text", "reason", "detail")
 
 
 def builtin_records(row: dict, src: dict) -> list[dict]:
-    """``flat_map`` body: parse one built-in corpus of shared/DATA.md (see data/sources.py)."""
-    from soaes.data.sources import TEXT_SOURCES
+    """``flat_map`` body: parse one built-in corpus of shared/DATA.md (see assets/texts.py)."""
+    from soaes.assets.texts import TEXT_SOURCES
 
     if src["name"] == "laws":
         docs = TEXT_SOURCES["laws"](include=src["laws"], withheld=src["withheld"])

@@ -15,11 +15,11 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
+from soaes.models.presets import resolve
+
 
 def resolve_tokenizer(handle: str) -> str:
     """A tokenizer handle (``tiny/tokenizer``, ``smollm2/base``, a folder) -> local folder."""
-    from soaes.models.presets import resolve
-
     return resolve(handle)
 
 

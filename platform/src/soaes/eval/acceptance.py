@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from soaes.config.distill import AcceptanceConfig, EngineConfig
+from soaes.config.distill import AcceptanceConfig
+from soaes.config.inference import EngineConfig
 from soaes.inference.engine import close_llm
 
 log = logging.getLogger(__name__)
@@ -275,7 +276,7 @@ def compare_drafts(
     """
     from transformers import AutoTokenizer
 
-    from soaes.eval.domain_prompts import load_prompts
+    from soaes.data.prompts import load_prompts
 
     prompts = load_prompts(cfg.prompts, AutoTokenizer.from_pretrained(target))
     baseline, costs, results = None, {}, {}

@@ -7,6 +7,7 @@ import re
 import sys
 from pathlib import Path
 
+from soaes.config.inference import EngineConfig
 from soaes.eval.metrics import METRIC_NAMES
 
 
@@ -71,7 +72,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         source=args.qa,
         tokenizer=args.tokenizer,
         max_new_tokens=args.max_new_tokens,
-        max_model_len=args.max_model_len,
+        engine=EngineConfig(max_model_len=args.max_model_len),
         system_prompt=args.system_prompt,
     )
     print(

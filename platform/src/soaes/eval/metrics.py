@@ -220,6 +220,16 @@ ZERO_BASELINE = 1e-9
 """A reference statistic at or below this is treated as 0: its ratio is undefined."""
 
 
+def _paired_arrays(before: Sequence[float], after: Sequence[float], weights):
+    """``before``, ``after`` and ``weights`` (default 1) as float arrays of one length."""
+    import numpy as np
+
+    b, a = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
+    if b.shape != a.shape or b.ndim != 1 or len(b) == 0:
+        raise ValueError(f"before/after need the same non-zero length, got {b.shape} and {a.shape}")
+    return b, a, (np.ones_like(b) if weights is None else np.asarray(weights, dtype=float))
+
+
 def paired_bootstrap_ratio(
     before: Sequence[float],
     after: Sequence[float],
@@ -253,10 +263,7 @@ def paired_bootstrap_ratio(
     """
     import numpy as np
 
-    b, a = np.asarray(before, dtype=float), np.asarray(after, dtype=float)
-    if b.shape != a.shape or b.ndim != 1 or len(b) == 0:
-        raise ValueError(f"before/after need the same non-zero length, got {b.shape} and {a.shape}")
-    w = np.ones_like(b) if weights is None else np.asarray(weights, dtype=float)
+    b, a, w = _paired_arrays(before, after, weights)
 
     def stat(v: np.ndarray, idx) -> np.ndarray:
         m = v[idx].sum(-1) / w[idx].sum(-1)

@@ -15,6 +15,7 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
+from soaes.config.inference import EngineConfig
 from soaes.eval.metrics import CONVENTIONS, score_corpus, score_pair
 
 log = logging.getLogger(__name__)
@@ -114,17 +115,14 @@ def generate_answers(
     questions: Sequence[str],
     max_new_tokens: int = 128,
     tokenizer: str | None = None,
-    max_model_len: int = 2048,
     system_prompt: str | None = None,
-    dtype: str = "float32",
-    enforce_eager: bool = True,
-    engine_kwargs: dict | None = None,
+    engine: EngineConfig | None = None,
 ) -> list[dict]:
     """Greedy answers from vLLM, one per question, in order.
 
     The engine is built here (never at import: vLLM's multiprocessing bootstrap fails then)
-    and shut down before returning. Prompts longer than ``max_model_len - max_new_tokens``
-    keep their last tokens.
+    and shut down before returning (default engine: max_model_len 2048). Prompts longer than
+    ``engine.max_model_len - max_new_tokens`` keep their last tokens.
 
     Returns:
         ``[{"prediction", "finish_reason", "prompt_tokens", "output_tokens"}]``.
@@ -132,25 +130,18 @@ def generate_answers(
     from transformers import AutoTokenizer
     from vllm import SamplingParams
 
-    from soaes.inference.engine import close_llm, new_llm
+    from soaes.inference.engine import close_llm, engine_llm
     from soaes.models.presets import resolve
 
     folder, tok_dir = resolve(model), resolve(tokenizer) if tokenizer else None
     tok = AutoTokenizer.from_pretrained(tok_dir or folder)
-    budget = max_model_len - max_new_tokens
+    engine = engine or EngineConfig(max_model_len=2048)
+    budget = engine.max_model_len - max_new_tokens
     prompts = [
         tok(p, add_special_tokens=False)["input_ids"][-budget:]
         for p in render_prompts(tok, questions, system_prompt)
     ]
-    llm = new_llm(
-        model=folder,
-        tokenizer=tok_dir,
-        dtype=dtype,
-        enforce_eager=enforce_eager,
-        max_model_len=max_model_len,
-        seed=0,
-        **(engine_kwargs or {}),
-    )
+    llm = engine_llm(folder, engine, tokenizer=tok_dir)
     try:
         outs = llm.generate(
             [{"prompt_token_ids": p} for p in prompts],

@@ -144,7 +144,7 @@ def heldout_texts(source: str, max_docs: int) -> list[str]:
     """
     from collections import deque
 
-    from soaes.data.sources import iter_source_texts
+    from soaes.assets.texts import iter_source_texts
 
     return list(deque(iter_source_texts(source), maxlen=max_docs))
 

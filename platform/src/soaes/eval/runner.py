@@ -81,11 +81,8 @@ def _qa_part(m: EvalModelConfig, cfg: EvalConfig, qa_sets: dict, out: Path) -> d
         questions,
         max_new_tokens=g.max_new_tokens,
         tokenizer=m.tokenizer,
-        max_model_len=g.max_model_len,
         system_prompt=g.system_prompt,
-        dtype=g.dtype,
-        enforce_eager=g.enforce_eager,
-        engine_kwargs=g.engine_kwargs,
+        engine=g.engine,
     )
     seconds = time.perf_counter() - t0
     result, start = {}, 0

@@ -1,5 +1,5 @@
-"""In-process vLLM with exactly the engine config a Serve replica gets: the reference that
-HTTP outputs are compared with and Serve's overhead is measured against."""
+"""The offline (in-process) vLLM engine used by eval, acceptance, on-policy data and the
+serving benchmark's reference."""
 
 from __future__ import annotations
 
@@ -8,36 +8,36 @@ import os
 import time
 from typing import Any
 
-from soaes.config.serve import ServeAppConfig
-from soaes.serve.llm import engine_kwargs
-from soaes.serve.models import ResolvedModels
+from soaes.config.inference import EngineConfig
 
 IN_PROCESS_ENV = "VLLM_ENABLE_V1_MULTIPROCESSING"
 
 
-def new_llm(**kwargs: Any) -> Any:
+def new_llm(kv_cache_space_gib: float | None = None, **kwargs: Any) -> Any:
     """``vllm.LLM(**kwargs)`` for offline work (eval, acceptance, on-policy data, references).
 
     The engine core runs in this process (``VLLM_ENABLE_V1_MULTIPROCESSING=0`` unless the
     environment already sets it): a batch job gains nothing from vLLM's separate core
     process, and spawning it re-imports torch and vLLM: about 33 s per engine against 3 s
     in-process for the tiny model on this machine, the same greedy tokens. Serve replicas
-    keep vLLM's default. ``VLLM_CPU_KVCACHE_SPACE`` defaults to 1 GiB (required on CPU).
+    keep vLLM's default. ``VLLM_CPU_KVCACHE_SPACE`` (required on CPU) is
+    ``kv_cache_space_gib`` when given, else the environment's, else 1 GiB.
     Build it inside a function, never at import time (ENVIRONMENT.md).
     """
     os.environ.setdefault(IN_PROCESS_ENV, "0")
+    if kv_cache_space_gib:
+        os.environ["VLLM_CPU_KVCACHE_SPACE"] = f"{kv_cache_space_gib:g}"
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from vllm import LLM
 
     return LLM(**kwargs)
 
 
-def offline_llm(cfg: ServeAppConfig, models: ResolvedModels) -> Any:
-    """A ``vllm.LLM`` built from the app's engine kwargs (speculation included).
-
-    Built through :func:`new_llm` (in-process engine core, CPU KV-cache default).
-    """
-    return new_llm(model=models.target, disable_log_stats=False, **engine_kwargs(cfg, models))
+def engine_llm(model: str, engine: EngineConfig, **kwargs: Any) -> Any:
+    """``vllm.LLM`` of ``model`` with an :class:`EngineConfig` (plus ``kwargs``, e.g. the
+    tokenizer or a speculative config), built by :func:`new_llm`."""
+    args = engine.llm_kwargs() | kwargs
+    return new_llm(kv_cache_space_gib=engine.kv_cache_space_gib, model=model, **args)
 
 
 def close_llm(llm: Any) -> None:

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from soaes.assets.fetch import cache_dir, require
+from soaes.assets.fetch import require
 from soaes.config.model import PresetSpec
+from soaes.models.tiny import build_tiny
 
 PRESETS: dict[str, PresetSpec] = {
     p.name: p
@@ -29,11 +30,6 @@ PRESETS: dict[str, PresetSpec] = {
 }
 
 
-def models_dir() -> Path:
-    """Where built preset models live (under the soaes cache)."""
-    return cache_dir() / "models"
-
-
 def resolve(handle: str) -> str:
     """Turn a model handle into something transformers/vLLM can load.
 
@@ -43,8 +39,6 @@ def resolve(handle: str) -> str:
     read as a hub id); anything else (a hub id) is returned unchanged.
     """
     if handle.startswith("tiny/"):
-        from soaes.models.tiny import build_tiny
-
         part = handle.split("/", 1)[1]
         paths = build_tiny()
         if part not in paths:

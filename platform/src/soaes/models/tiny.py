@@ -8,6 +8,8 @@ import tempfile
 from pathlib import Path
 
 from soaes.assets.convert import CHATML_TEMPLATE, QWEN2_SPECIALS
+from soaes.assets.fetch import cache_dir
+from soaes.assets.texts import iter_source_texts
 
 TINY_VOCAB = 2048
 # head_dim 64 on both: vLLM's CPU attention backend supports it; 16 is not supported.
@@ -17,17 +19,18 @@ DRAFT_SHAPE = dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=1,
                    num_key_value_heads=1, intermediate_size=192)
 
 
+def models_dir() -> Path:
+    """Where built preset models live (under the soaes cache)."""
+    return cache_dir() / "models"
+
+
 def tiny_dir() -> Path:
     """Folder of the tiny preset."""
-    from soaes.models.presets import models_dir
-
     return models_dir() / "tiny"
 
 
 def _training_text() -> list[str]:
     """A few MB of real zh + en text from the assets, fixed order (deterministic BPE)."""
-    from soaes.data.sources import iter_source_texts
-
     texts = []
     for name, limit in (("laws", 4000), ("peoples_daily", 3000), ("shakespeare", 6000)):
         texts.extend(t for _, t in zip(range(limit), iter_source_texts(name), strict=False))

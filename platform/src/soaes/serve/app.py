@@ -4,7 +4,8 @@ It is ``ray.serve.llm``'s OpenAI app (``build_openai_app``: an ``OpenAiIngress``
 one ``LLMServer`` deployment running vLLM) with one change: the ingress's FastAPI app gets
 :class:`~soaes.serve.guard.GuardMiddleware` (API key, body-size cap). ``build_openai_app``
 has no hook for middleware, so the last steps of it are repeated here with the same Ray
-helpers (checked against Ray 2.60; tests/serve exercises every route through it).
+helpers: the public ones of ``ray.serve.llm``, and two private ones from
+:mod:`soaes.ray_private` (checked against Ray 2.60; tests/serve exercises every route).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from soaes.config.serve import ServeAppConfig
+from soaes.ray_private import model_card, openai_fastapi_app
 from soaes.serve.guard import GuardMiddleware, key_digest
 from soaes.serve.llm import to_llm_config
 from soaes.serve.models import ServeConfigError, resolve_models
@@ -60,15 +62,10 @@ def build_openai_ingress(
 ):
     """``build_openai_app`` for one model, with the guard middleware on its ingress."""
     from ray import serve
-    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
-    from ray.llm._internal.serve.core.ingress.ingress import (
-        OpenAiIngress,
-        init,
-        make_fastapi_ingress,
-    )
-    from ray.llm._internal.serve.core.server.builder import build_llm_deployment
+    from ray.serve.llm import build_llm_deployment
+    from ray.serve.llm.ingress import OpenAiIngress, make_fastapi_ingress
 
-    fastapi_app = init()  # ray.serve.llm's app: error handling, CORS, metrics, request ids
+    fastapi_app = openai_fastapi_app()  # ray.serve.llm's: error handling, CORS, metrics, ids
     # Added last, so it runs first: rejected requests never reach routing or the engine.
     fastapi_app.add_middleware(
         GuardMiddleware, key_sha256=key_sha256, max_request_bytes=max_request_bytes
@@ -79,7 +76,7 @@ def build_openai_ingress(
     model_id = llm_config.model_id
     return serve.deployment(ingress_cls, **options).bind(
         llm_deployments={model_id: build_llm_deployment(llm_config)},
-        model_cards={model_id: to_model_metadata(model_id, llm_config)},
+        model_cards={model_id: model_card(model_id, llm_config)},
         lora_paths={},
     )
 

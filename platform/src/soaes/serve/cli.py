@@ -146,11 +146,9 @@ def _join(address: str | None) -> bool:
         if state.get("auth_mode") == "token" and "RAY_AUTH_MODE" not in os.environ:
             # Ray reads its auth mode once; this helper sets RAY_AUTH_MODE=token and
             # refreshes that cached config, as Ray does itself for a cluster it finds.
-            from ray._private.authentication.authentication_token_setup import (
-                maybe_enable_token_auth_if_token_available,
-            )
+            from soaes.ray_private import enable_token_auth_if_available
 
-            maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+            enable_token_auth_if_available()
     address = address or os.environ.get("RAY_ADDRESS")
     if not address:
         print(

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from soaes.ray_private import actor_table, build_from_import_path
 from soaes.serve.models import ServeConfigError
 
 SOAES_BUILDER_PREFIX = "soaes.serve."
@@ -77,12 +78,7 @@ def base_url(schema: Any) -> str:
 
 def build_application(app: Any):
     """Import an application's builder and call it with its args (as Serve does)."""
-    from ray._common.utils import import_attr
-    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
-
-    return call_user_app_builder_with_args_if_necessary(
-        import_attr(app.import_path), app.args or {}
-    )
+    return build_from_import_path(app.import_path, app.args or {})
 
 
 def deploy(schema: Any) -> list[str]:
@@ -180,12 +176,10 @@ def llm_replica_pids(app: str | None = None) -> dict[str, int]:
 
     Read from the GCS actor table, which needs no dashboard (Ray's state API does).
     """
-    from ray._private.state import actors
-
     prefix = f"ServeReplica:{app}:" if app else "ServeReplica:"
     return {
         actor_id: int(info["Pid"])
-        for actor_id, info in actors().items()
+        for actor_id, info in actor_table().items()
         if info.get("State") == "ALIVE"
         and info.get("ActorClassName", "").startswith(prefix)
         and "LLMServer" in info.get("ActorClassName", "")

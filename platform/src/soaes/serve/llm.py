@@ -1,10 +1,12 @@
-"""Map a soaes Serve app config onto ``ray.serve.llm.LLMConfig`` (pure: no Ray, no files)."""
+"""Map a soaes Serve app config onto ``ray.serve.llm.LLMConfig`` (pure: no Ray, no files),
+and build the in-process vLLM engine a replica would run (:func:`offline_llm`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from soaes.config.serve import ServeAppConfig
+from soaes.inference.engine import new_llm
 from soaes.serve.models import ResolvedModels
 
 
@@ -38,6 +40,14 @@ def engine_kwargs(cfg: ServeAppConfig, models: ResolvedModels) -> dict[str, Any]
     if spec:
         kwargs["speculative_config"] = spec
     return kwargs
+
+
+def offline_llm(cfg: ServeAppConfig, models: ResolvedModels) -> Any:
+    """In-process vLLM with exactly the engine config a Serve replica gets (speculation
+    included): the reference that HTTP outputs are compared with and Serve's overhead is
+    measured against. Built through :func:`soaes.inference.engine.new_llm`.
+    """
+    return new_llm(model=models.target, disable_log_stats=False, **engine_kwargs(cfg, models))
 
 
 def placement_group_config(cfg: ServeAppConfig) -> dict[str, Any]:

@@ -230,11 +230,13 @@ def train_draft(
 
 
 def run_distill(cfg: DistillConfig) -> dict[str, Any]:
-    """Build, distil and measure a draft for ``cfg.target``; return the run summary.
+    """Build and distil a draft for ``cfg.target``; return the run summary.
+
+    Training only: the ``distill`` pipeline's acceptance measurement (``cfg.acceptance``) is
+    run after it by :func:`soaes.recipe.distill.run_distill_pipeline`.
 
     Returns:
-        Steps, train loss, held-out KL before/after, paths, and (when ``acceptance`` is set)
-        acceptance/speed of the undistilled and distilled draft with the chosen k.
+        Steps, train loss, held-out KL before/after and paths.
     """
     from soaes.models.draft import build_draft
     from soaes.ray_env import connect
@@ -249,20 +251,10 @@ def run_distill(cfg: DistillConfig) -> dict[str, Any]:
     if not (draft_dir / "config.json").is_file():
         draft_dir = build_draft(cfg.draft, target_dir, draft_dir)
     data_dir = prepare_data(cfg, target_dir, str(draft_dir), run_dir / "data")
-    summary = {
+    return {
         "kind": "distill",
         "name": cfg.name,
         "target": target_dir,
         "draft_init": str(draft_dir),
         **train_draft(cfg, run_dir, Path(draft_dir), target_dir, data_dir),
     }
-    if cfg.acceptance is not None:
-        from soaes.eval.acceptance import compare_drafts
-
-        summary["acceptance"] = compare_drafts(
-            target_dir,
-            {"undistilled": str(draft_dir), "distilled": str(run_dir / "hf")},
-            cfg.acceptance,
-            run_dir,
-        )
-    return summary

@@ -21,8 +21,9 @@ from typing import Any
 
 import numpy as np
 
-from soaes.config.distill import DistillConfig, EngineConfig, OnPolicyConfig
-from soaes.eval.domain_prompts import load_prompts
+from soaes.config.distill import DistillConfig, OnPolicyConfig
+from soaes.config.inference import EngineConfig
+from soaes.data.prompts import load_prompts
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +50,7 @@ class VLLMGenerator:
     def __init__(
         self,
         model: str,
-        engine: dict,
+        engine: EngineConfig,
         max_tokens: int,
         temperature: float,
         samples_per_prompt: int,
@@ -58,11 +59,12 @@ class VLLMGenerator:
     ):
         from vllm import SamplingParams
 
-        from soaes.inference.engine import new_llm
+        from soaes.inference.engine import engine_llm
 
-        if logprobs_k:
-            engine = {"max_logprobs": max(20, logprobs_k), **engine}
-        self.llm = new_llm(model=model, disable_log_stats=True, **engine)
+        extra: dict = {"disable_log_stats": True}
+        if logprobs_k and "max_logprobs" not in engine.engine_kwargs:
+            extra["max_logprobs"] = max(20, logprobs_k)
+        self.llm = engine_llm(model, engine, **extra)
         self.k = logprobs_k
         self.params = SamplingParams(
             max_tokens=max_tokens,
@@ -125,7 +127,7 @@ def generate_onpolicy(
         num_gpus=engine.actor_num_gpus,
         fn_constructor_kwargs=dict(
             model=model_dir,
-            engine=engine.llm_kwargs(),
+            engine=engine,
             max_tokens=cfg.max_tokens,
             temperature=cfg.temperature,
             samples_per_prompt=cfg.samples_per_prompt,

@@ -1,0 +1,85 @@
+"""Every Ray API soaes uses that Ray does not export publicly (checked against Ray 2.60).
+
+Public Ray APIs are imported where they are used (``ray.serve.llm``'s ``LLMConfig``,
+``build_llm_deployment``, ``ray.serve.llm.ingress``'s ``OpenAiIngress`` and
+``make_fastapi_ingress``, ...). The few private ones are imported here only, each behind a
+small function that says why no public API does it; ``tests/test_ray_private.py`` imports
+every one of them, so a Ray upgrade that moves one fails there, naming it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# (module, attribute) of every private Ray API used below: the test imports each.
+PRIVATE_APIS: tuple[tuple[str, str], ...] = (
+    ("ray.llm._internal.serve.core.ingress.ingress", "init"),
+    ("ray.llm._internal.serve.core.configs.openai_api_models", "to_model_metadata"),
+    ("ray._common.utils", "import_attr"),
+    ("ray.serve._private.api", "call_user_app_builder_with_args_if_necessary"),
+    ("ray._private.state", "actors"),
+    (
+        "ray._private.authentication.authentication_token_setup",
+        "maybe_enable_token_auth_if_token_available",
+    ),
+    ("ray.autoscaler._private.util", "prepare_config"),
+    ("ray.autoscaler._private.util", "validate_config"),
+)
+
+
+def openai_fastapi_app() -> Any:
+    """``ray.serve.llm``'s FastAPI app (error handling, CORS, metrics, request ids).
+
+    ``build_openai_app`` creates it internally and has no hook for middleware; soaes adds
+    its guard to this app and passes it to the public ``make_fastapi_ingress``.
+    """
+    from ray.llm._internal.serve.core.ingress.ingress import init
+
+    return init()
+
+
+def model_card(model_id: str, llm_config: Any) -> Any:
+    """The ``/v1/models`` entry ``build_openai_app`` makes for an ``LLMConfig``."""
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+
+    return to_model_metadata(model_id, llm_config)
+
+
+def build_from_import_path(import_path: str, args: dict[str, Any]) -> Any:
+    """Import a Serve config's ``import_path`` and call its builder with ``args``, exactly
+    as ``serve deploy`` does (no public API builds an application without deploying it)."""
+    from ray._common.utils import import_attr
+    from ray.serve._private.api import call_user_app_builder_with_args_if_necessary
+
+    return call_user_app_builder_with_args_if_necessary(import_attr(import_path), args)
+
+
+def actor_table() -> dict[str, dict[str, Any]]:
+    """The GCS actor table (actor id -> info with ``State``, ``ActorClassName``, ``Pid``).
+
+    ``ray.util.state.list_actors`` gives the same through the dashboard, which the local
+    clusters and tests here run without.
+    """
+    from ray._private.state import actors
+
+    return actors()
+
+
+def enable_token_auth_if_available() -> None:
+    """Switch this process to token auth when a token is present, as Ray does itself for
+    a cluster it finds (Ray reads the auth mode once; no public API refreshes it)."""
+    from ray._private.authentication.authentication_token_setup import (
+        maybe_enable_token_auth_if_token_available,
+    )
+
+    maybe_enable_token_auth_if_token_available(warn_if_disabled=False)
+
+
+def prepare_cluster_launcher_config(config: dict[str, Any]) -> dict[str, Any]:
+    """A cluster-launcher (``ray up``) YAML filled in and validated by Ray's own code, which
+    ``ray up`` runs but does not export."""
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    prepared = prepare_config(config)
+    validate_config(prepared)
+    return prepared
