@@ -144,8 +144,8 @@ def test_hf_export_generates_in_vllm(cpt_run):
     """vLLM's CPU engine loads the export; its greedy tokens equal transformers' greedy."""
     import torch
 
-    from soaes.models.checkpoint import load_hf
     from soaes.inference.engine import close_llm
+    from soaes.models.checkpoint import load_hf
 
     out, _, _ = cpt_run
     prompt = "中华人民共和国公司法第一条"

@@ -134,7 +134,25 @@ class FaultSpec(StrictModel):
         description="Test hook: one worker exits (os._exit) right after this step, once per run "
         "folder. The env var SOAES_FAIL_AT_STEP sets it too.",
     )
-    fail_rank: int = Field(default=1, ge=0, description="Rank that exits for fail_at_step.")
+    fail_rank: int = Field(
+        default=1,
+        ge=0,
+        description="Rank that exits for fail_at_step (checked against scaling.num_workers only "
+        "when a fault is injected).",
+    )
+
+
+def check_fail_rank(fail_at_step: int | None, fail_rank: int, num_workers: int) -> None:
+    """Refuse a fault injection aimed at a rank that does not exist.
+
+    Only an injected fault (``fail_at_step`` set, by the config or ``$SOAES_FAIL_AT_STEP``)
+    needs ``fail_rank`` to name a worker: the default rank 1 must not block single-worker runs.
+    """
+    if fail_at_step is not None and fail_rank >= num_workers:
+        raise ValueError(
+            f"fault.fail_rank {fail_rank} >= scaling.num_workers {num_workers}: "
+            "fault.fail_at_step needs a fail_rank below the number of workers"
+        )
 
 
 class LoggingSpec(StrictModel):
@@ -203,10 +221,7 @@ class TrainBase(StrictModel):
             and self.deepspeed.precision == "bf16"
         ):
             raise ValueError("model.dtype float32 with bf16 training: set model.dtype bfloat16")
-        if self.fault.fail_rank >= self.scaling.num_workers:
-            raise ValueError(
-                f"fault.fail_rank {self.fault.fail_rank} >= scaling.num_workers {self.scaling.num_workers}"
-            )
+        check_fail_rank(self.fault.fail_at_step, self.fault.fail_rank, self.scaling.num_workers)
         return self
 
 

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any
 
 from soaes.config.distill import DistillConfig
-from soaes.config.train import CPTConfig, FaultSpec, OptimSpec, ScalingSpec, SFTConfig
+from soaes.config.train import (
+    CPTConfig,
+    FaultSpec,
+    OptimSpec,
+    ScalingSpec,
+    SFTConfig,
+    check_fail_rank,
+)
 from soaes.train import checkpoints as ckpt
 from soaes.train.data import ordered_data_config
 from soaes.train.ds_config import build_ds_config
@@ -70,6 +77,8 @@ def plan_fields(
         optim: optimizer settings when not ``cfg.optim`` (an SFT stage's own learning rate).
     """
     optim = optim or cfg.optim
+    fail_at_step = fault_step(cfg.fault.fail_at_step)
+    check_fail_rank(fail_at_step, cfg.fault.fail_rank, cfg.scaling.num_workers)
     micro_per_epoch, total = plan_steps(
         rows,
         cfg.micro_batch_size,
@@ -91,7 +100,7 @@ def plan_fields(
         "checkpoint": cfg.checkpoint,
         "logging": cfg.logging,
         "seed": cfg.seed,
-        "fail_at_step": fault_step(cfg.fault.fail_at_step),
+        "fail_at_step": fail_at_step,
         "fail_rank": cfg.fault.fail_rank,
         "submit_time": time.time(),
     }
