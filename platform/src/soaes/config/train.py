@@ -156,10 +156,20 @@ def check_fail_rank(fail_at_step: int | None, fail_rank: int, num_workers: int) 
 
 
 class LoggingSpec(StrictModel):
-    """Metrics cadence: ray.train.report, metrics.jsonl, progress line, evaluation."""
+    """Metrics cadence: metrics.jsonl, progress line, ray.train.report, evaluation."""
 
     log_every_steps: int = Field(
-        default=10, ge=1, description="Report/log every N optimizer steps."
+        default=10,
+        ge=1,
+        description="Log (metrics.jsonl, progress line, Prometheus) every N optimizer steps; "
+        "the loop reads the loss from the device only at these steps.",
+    )
+    report_every_steps: int = Field(
+        default=0,
+        ge=0,
+        description="Also send the train record to ray.train.report every N steps (a multiple "
+        "of log_every_steps); 0: report only with checkpoints and at the end. Each report is a "
+        "cross-worker barrier and waits for Ray Train's controller (one result per 2 s poll).",
     )
     eval_every_steps: int = Field(
         default=0, ge=0, description="Evaluate every N steps; 0: start and end only."
@@ -176,6 +186,15 @@ class LoggingSpec(StrictModel):
     peak_tflops_per_device: float | None = Field(
         default=None, gt=0, description="Peak TFLOP/s of one accelerator: enables the MFU metric."
     )
+
+    @model_validator(mode="after")
+    def _check_report(self) -> LoggingSpec:
+        if self.report_every_steps % self.log_every_steps:
+            raise ValueError(
+                f"logging.report_every_steps {self.report_every_steps} must be a multiple of "
+                f"log_every_steps {self.log_every_steps} (a report sends a logged record)"
+            )
+        return self
 
 
 class TrainBase(StrictModel):
