@@ -22,6 +22,7 @@ from typing import Any
 
 from soaes.config.full import FullConfig, ServeBenchRef, StageRef
 from soaes.config.loader import config_hash, load_config, save_resolved
+from soaes.train.metrics import format_duration
 
 log = logging.getLogger(__name__)
 DONE = "STAGE_DONE.json"
@@ -295,9 +296,10 @@ def run_stage(stage: Stage, cfg: FullConfig, keys: dict[str, str]) -> dict:
         keys[stage.name] = key
         return {"stage": stage.name, "status": "skipped", "key": key}
     prepare_stage_dir(out, key, clear_stale=kind in RESUMING_KINDS)
-    log.info("stage %s: running %s (kind %s)", stage.name, what, kind)
+    log.info("stage %s: start: %s (kind %s)", stage.name, what, kind)
     t0 = time.time()
     summary = runner()
+    log.info("stage %s: done in %s", stage.name, format_duration(time.time() - t0))
     record = {
         "stage": stage.name,
         "status": "ran",
@@ -345,4 +347,18 @@ def run_full(cfg: FullConfig) -> dict:
         ],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.info("recipe %s finished:\n%s\nreport: %s", cfg.name, summary_table(records), out)
     return summary
+
+
+def summary_table(records: list[dict]) -> str:
+    """The end-of-run table: each stage, whether it ran or was skipped, its wall time."""
+    rows = [("stage", "status", "wall time")]
+    for r in records:
+        wall = format_duration(r["seconds"]) if "seconds" in r else "-"
+        rows.append((r["stage"], r["status"], wall))
+    rows.append(("total", "", format_duration(sum(r.get("seconds", 0) for r in records))))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

@@ -27,6 +27,7 @@ from soaes.config.train import (
     check_fail_rank,
 )
 from soaes.train import checkpoints as ckpt
+from soaes.train.console import RAY_TRAIN_CONSOLE_LEVEL
 from soaes.train.data import ordered_data_config
 from soaes.train.ds_config import build_ds_config
 from soaes.train.engine import default_extensions_dir
@@ -177,7 +178,7 @@ def fit(
     Returns:
         Ray Train's ``Result``.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     run_config = RunConfig(
@@ -186,6 +187,9 @@ def fit(
         failure_config=FailureConfig(max_failures=fault.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=keep_last),
         worker_runtime_env={"env_vars": worker_env()},
+        # Ray Train's INFO lines go to its log files (Ray session logs/train/), not the
+        # terminal; the workers route theirs in soaes.train.console.route_worker_logs.
+        logging_config=LoggingConfig(log_level=RAY_TRAIN_CONSOLE_LEVEL),
     )
     trainer = TorchTrainer(
         train_fn,

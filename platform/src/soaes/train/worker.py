@@ -22,6 +22,7 @@ from typing import Any
 
 from soaes.models.checkpoint import export_hf, gather_state_dict
 from soaes.train import checkpoints as ckpt
+from soaes.train.console import route_worker_logs
 from soaes.train.data import collate_cpt, collate_sft, rows_to_micro_batches, start_early
 from soaes.train.engine import configure_worker, create_engine, load_causal_lm
 from soaes.train.loop import (
@@ -145,6 +146,7 @@ def start_worker(plan: RunPlan, collate: Callable[[dict], dict[str, Any]]) -> Wo
     marks = {"worker_start_s": time.time()}
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    route_worker_logs(plan.run_dir, rank)
     configure_worker(plan.seed, plan.extensions_dir)
     # The data position is known from the manifest alone: start streaming the train set now,
     # while the model and engine are built.
