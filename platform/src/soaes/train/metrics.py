@@ -88,8 +88,12 @@ def progress_line(rec: dict[str, Any], total_steps: int) -> str:
 
 
 def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:
-    """Train loss (and every eval set's loss) against step, as a PNG; None without data."""
-    import matplotlib
+    """Train loss (and every eval set's loss) against step, as a PNG; None without data or
+    without matplotlib (e.g. a minimal GPU image: the figures stay in metrics.jsonl)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
