@@ -9,6 +9,7 @@ import logging
 from pathlib import Path
 
 import pytest
+import torch
 
 import soaes.telemetry as prom
 from soaes.config.loader import load_config
@@ -17,7 +18,7 @@ from soaes.data import pipeline as cpt_data
 from soaes.data import sft as sft_data
 from soaes.data.manifest import outcome_totals
 from soaes.train import loop
-from soaes.train.metrics import metric_tags
+from soaes.train.plan import RunInfo
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,10 +34,13 @@ def published(monkeypatch):
 
 
 def test_metric_tags_name_the_pipeline_and_the_stage():
-    assert metric_tags({"name": "cpt_tiny", "kind": "cpt"}) == ("cpt_tiny", "cpt")
-    assert metric_tags({"name": "distill_tiny", "kind": "distill"}) == ("distill_tiny", "distill")
-    sft = {"name": "sft_tiny/stage1_chat", "kind": "sft", "stage": "stage1_chat"}
-    assert metric_tags(sft) == ("sft_tiny", "stage1_chat")
+    assert RunInfo("cpt_tiny", "cpt", "m", "h").metric_tags() == ("cpt_tiny", "cpt")
+    assert RunInfo("distill_tiny", "distill", "m", "h").metric_tags() == (
+        "distill_tiny",
+        "distill",
+    )
+    sft = RunInfo("sft_tiny/stage1_chat", "sft", "m", "h", stage="stage1_chat")
+    assert sft.metric_tags() == ("sft_tiny", "stage1_chat")
 
 
 class _Engine:
@@ -70,13 +74,13 @@ def _run_steps(tmp_path: Path, monkeypatch, rank0: bool, steps: int = 5) -> None
         pad_id=0,
         checkpoint=CheckpointSpec(every_steps=0, at_end=False),
         logging=LoggingSpec(log_every_steps=2),
-        meta={"name": "sft_tiny/stage2_domain", "kind": "sft", "stage": "stage2_domain"},
+        run=RunInfo("sft_tiny/stage2_domain", "sft", "m", "h", stage="stage2_domain"),
     )
     state, win = loop.LoopState(), loop._Window()
     for step in range(1, steps + 1):
         state.step = step
-        win.loss_x_tokens, win.loss_tokens = win.loss_x_tokens + 2.0 * 50, win.loss_tokens + 50
-        win.tokens, win.steps = win.tokens + 100, win.steps + 1
+        win.add(torch.tensor(2.0), torch.tensor([50, 100]))
+        win.steps += 1
         win = loop._on_step(_Engine(), plan, state, win, 3e-4, 1000, {}, loop.causal_lm_loss)
 
 

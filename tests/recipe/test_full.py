@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from soaes.config.loader import config_hash, load_config
-from soaes.recipe.full import plan
+from soaes.recipe.full import plan, summary_table
 from soaes.recipe.stages import prepare_stage_dir, stage_config, stage_key
 from soaes.serve.app import parse_args as parse_app
 from soaes.serve.deploy import load_serve_config
@@ -84,6 +84,21 @@ def test_stage_dir_kept_for_the_same_key_and_cleared_for_another(tmp_path):
     (legacy / "results.json").write_text("{}")  # content-keyed caches may stay
     prepare_stage_dir(legacy, "k4", clear_stale=False)
     assert (legacy / "results.json").exists()
+
+
+def test_summary_table_lists_each_stage_with_its_wall_time():
+    records = [
+        {"stage": "data_cpt", "status": "skipped", "key": "k"},
+        {"stage": "cpt", "status": "ran", "key": "k", "seconds": 49.2},
+        {"stage": "sft_progressive", "status": "ran", "key": "k", "seconds": 213.0},
+    ]
+    assert summary_table(records).splitlines() == [
+        "stage            status   wall time",
+        "data_cpt         skipped  -",
+        "cpt              ran      49s",
+        "sft_progressive  ran      3m33s",
+        "total                     4m22s",
+    ]
 
 
 @pytest.mark.heavy

@@ -1,10 +1,11 @@
 """CPT end to end on the tiny preset, 2 Ray Train workers, DeepSpeed ZeRO-2 on CPU.
 
-One run (module fixture) with a worker killed after step 6 (checkpoints every 4) proves:
-loss falls, the run resumes from the last checkpoint and finishes, the step counter
-continues, the consumed batches equal the data order with repeats only inside one
-checkpoint interval, and the HF export reloads in transformers and vLLM. A second call on the
-same run folder proves manual resume.
+One run (module fixture) with a worker killed after step 6 (checkpoints every 4, evaluation
+every 5) proves: loss falls, the run resumes from the last checkpoint and finishes, the step
+counter continues, the consumed batches equal the data order with repeats only inside one
+checkpoint interval, step 5 (evaluated before the crash, re-run after it) has one evaluation,
+and the HF export reloads in transformers and vLLM. A second call on the same run folder
+proves manual resume.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from soaes.train.metrics import read_jsonl
 pytestmark = pytest.mark.heavy
 
 ROOT = Path(__file__).resolve().parents[2]
-STEPS, EVERY, FAIL_AT, MBS, WORLD = 16, 4, 6, 4, 2
+STEPS, EVERY, FAIL_AT, MBS, WORLD, EVAL_EVERY = 16, 4, 6, 4, 2, 5
 
 
 def _cfg(data: Path, out: Path, *extra: str):
@@ -37,7 +38,7 @@ def _cfg(data: Path, out: Path, *extra: str):
             f"fault.fail_at_step={FAIL_AT}",
             "fault.max_failures=1",
             "logging.log_every_steps=1",
-            "logging.eval_every_steps=8",
+            f"logging.eval_every_steps={EVAL_EVERY}",
             "logging.eval_max_batches=4",
             "logging.trace_batches=true",
             "optim.warmup_steps=2",
@@ -89,6 +90,17 @@ def test_worker_failure_resumes_from_last_checkpoint(cpt_run):
     assert steps_logged[crash:] == list(
         range(resumes[0]["step"] + 1, STEPS + 1)
     )  # counter continues
+
+
+def _eval_steps(recs: list[dict]) -> list[int]:
+    return [r["step"] for r in recs if r.get("event") == "eval"]
+
+
+def test_restarted_run_evaluates_each_step_once(cpt_run):
+    """Step 5 was evaluated, then the worker died at 6 and the run re-trained 5-6 from the
+    step-4 checkpoint: metrics.jsonl still holds one evaluation per step."""
+    _, _, recs = cpt_run
+    assert _eval_steps(recs) == [0, 5, 10, 15, 16]
 
 
 def test_no_batch_repeated_or_skipped_beyond_one_interval(cpt_run, cpt_data):
@@ -189,6 +201,7 @@ def test_manual_resume_continues_a_stopped_run(cpt_run, cpt_data):
     recs = read_jsonl(out / "metrics.jsonl")
     resume = [r for r in recs if r.get("event") == "resume"][-1]
     assert resume["step"] == STEPS and summary["steps"] == STEPS + 4
+    assert _eval_steps(recs) == [0, 5, 10, 15, 16, STEPS + 4]  # nothing re-evaluated
     tail = [r["step"] for r in recs if r.get("event") == "train"][-4:]
     assert tail == [STEPS + 1, STEPS + 2, STEPS + 3, STEPS + 4]
     assert json.loads((out / "hf" / "SOAES_EXPORT.json").read_text())["step"] == STEPS + 4

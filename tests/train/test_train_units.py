@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from soaes.config.loader import load_config
+from soaes.config.loader import ConfigError, load_config
 from soaes.config.train import CPTConfig, DeepSpeedSpec, OptimSpec, SFTConfig
 from soaes.train.data import (
     IGNORE_INDEX,
@@ -143,8 +143,37 @@ def test_config_errors_name_the_field():
     with pytest.raises(ValidationError, match="offload_param needs zero_stage 3"):
         CPTConfig(**_cpt(deepspeed={"zero_stage": 2, "offload_param": "cpu"}))
     with pytest.raises(ValidationError, match="fail_rank"):
-        CPTConfig(**_cpt(fault={"fail_rank": 2}))
+        CPTConfig(**_cpt(fault={"fail_rank": 2, "fail_at_step": 3}))
     with pytest.raises(ValidationError, match="single_stage needs exactly one stage"):
         SFTConfig(**_cpt(mode="single_stage", stages=[{"name": "a"}, {"name": "b"}]))
     with pytest.raises(ValidationError, match="names must be unique"):
         SFTConfig(**_cpt(stages=[{"name": "a"}, {"name": "a"}]))
+
+
+TRAINING_YAMLS = sorted(
+    p.name
+    for pattern in ("cpt_*.yaml", "sft_*.yaml", "distill_*.yaml")
+    for p in (ROOT / "pipelines").glob(pattern)
+)
+
+
+@pytest.mark.parametrize("name", TRAINING_YAMLS)
+def test_every_training_yaml_validates_with_one_worker(name, monkeypatch):
+    """The fault hook's default rank must not block a single-worker run (issue 16)."""
+    monkeypatch.delenv("SOAES_FAIL_AT_STEP", raising=False)
+    cfg = load_config(ROOT / "pipelines" / name, ["scaling.num_workers=1"])
+    assert cfg.scaling.num_workers == 1 and cfg.fault.fail_at_step is None
+    rows = cfg.micro_batch_size * cfg.grad_accum_steps * 3
+    assert plan_fields(cfg, rows, epochs=1.0, max_steps=None)["fail_at_step"] is None
+
+
+def test_fault_injection_still_needs_an_existing_rank(monkeypatch):
+    monkeypatch.delenv("SOAES_FAIL_AT_STEP", raising=False)
+    with pytest.raises(ConfigError, match="fail_rank 1 >= scaling.num_workers 1"):
+        load_config(
+            ROOT / "pipelines" / "cpt_tiny.yaml", ["scaling.num_workers=1", "fault.fail_at_step=2"]
+        )
+    cfg = load_config(ROOT / "pipelines" / "cpt_tiny.yaml", ["scaling.num_workers=1"])
+    monkeypatch.setenv("SOAES_FAIL_AT_STEP", "2")  # the env var injects a fault too
+    with pytest.raises(ValueError, match="fail_rank 1 >= scaling.num_workers 1"):
+        plan_fields(cfg, rows=100, epochs=1.0, max_steps=None)

@@ -17,6 +17,7 @@ from soaes.config.train import (
     LoggingSpec,
     OptimSpec,
     ScalingSpec,
+    check_fail_rank,
 )
 
 
@@ -267,11 +268,7 @@ class DistillConfig(StrictModel):
                 f"deepspeed.precision {self.deepspeed.precision!r} needs "
                 "scaling.use_gpu: CPU training runs in fp32"
             )
-        if self.fault.fail_rank >= self.scaling.num_workers:
-            raise ValueError(
-                f"fault.fail_rank {self.fault.fail_rank} >= scaling.num_workers "
-                f"{self.scaling.num_workers}"
-            )
+        check_fail_rank(self.fault.fail_at_step, self.fault.fail_rank, self.scaling.num_workers)
         global_batch = self.micro_batch_size * self.scaling.num_workers
         if self.data.eval_rows < global_batch:
             raise ValueError(

@@ -134,14 +134,42 @@ class FaultSpec(StrictModel):
         description="Test hook: one worker exits (os._exit) right after this step, once per run "
         "folder. The env var SOAES_FAIL_AT_STEP sets it too.",
     )
-    fail_rank: int = Field(default=1, ge=0, description="Rank that exits for fail_at_step.")
+    fail_rank: int = Field(
+        default=1,
+        ge=0,
+        description="Rank that exits for fail_at_step (checked against scaling.num_workers only "
+        "when a fault is injected).",
+    )
+
+
+def check_fail_rank(fail_at_step: int | None, fail_rank: int, num_workers: int) -> None:
+    """Refuse a fault injection aimed at a rank that does not exist.
+
+    Only an injected fault (``fail_at_step`` set, by the config or ``$SOAES_FAIL_AT_STEP``)
+    needs ``fail_rank`` to name a worker: the default rank 1 must not block single-worker runs.
+    """
+    if fail_at_step is not None and fail_rank >= num_workers:
+        raise ValueError(
+            f"fault.fail_rank {fail_rank} >= scaling.num_workers {num_workers}: "
+            "fault.fail_at_step needs a fail_rank below the number of workers"
+        )
 
 
 class LoggingSpec(StrictModel):
-    """Metrics cadence: ray.train.report, metrics.jsonl, progress line, evaluation."""
+    """Metrics cadence: metrics.jsonl, progress line, ray.train.report, evaluation."""
 
     log_every_steps: int = Field(
-        default=10, ge=1, description="Report/log every N optimizer steps."
+        default=10,
+        ge=1,
+        description="Log (metrics.jsonl, progress line, Prometheus) every N optimizer steps; "
+        "the loop reads the loss from the device only at these steps.",
+    )
+    report_every_steps: int = Field(
+        default=0,
+        ge=0,
+        description="Also send the train record to ray.train.report every N steps (a multiple "
+        "of log_every_steps); 0: report only with checkpoints and at the end. Each report is a "
+        "cross-worker barrier and waits for Ray Train's controller (one result per 2 s poll).",
     )
     eval_every_steps: int = Field(
         default=0, ge=0, description="Evaluate every N steps; 0: start and end only."
@@ -158,6 +186,15 @@ class LoggingSpec(StrictModel):
     peak_tflops_per_device: float | None = Field(
         default=None, gt=0, description="Peak TFLOP/s of one accelerator: enables the MFU metric."
     )
+
+    @model_validator(mode="after")
+    def _check_report(self) -> LoggingSpec:
+        if self.report_every_steps % self.log_every_steps:
+            raise ValueError(
+                f"logging.report_every_steps {self.report_every_steps} must be a multiple of "
+                f"log_every_steps {self.log_every_steps} (a report sends a logged record)"
+            )
+        return self
 
 
 class TrainBase(StrictModel):
@@ -203,10 +240,7 @@ class TrainBase(StrictModel):
             and self.deepspeed.precision == "bf16"
         ):
             raise ValueError("model.dtype float32 with bf16 training: set model.dtype bfloat16")
-        if self.fault.fail_rank >= self.scaling.num_workers:
-            raise ValueError(
-                f"fault.fail_rank {self.fault.fail_rank} >= scaling.num_workers {self.scaling.num_workers}"
-            )
+        check_fail_rank(self.fault.fail_at_step, self.fault.fail_rank, self.scaling.num_workers)
         return self
 
 

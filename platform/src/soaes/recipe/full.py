@@ -13,6 +13,7 @@ report, which includes the serving numbers.
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ from soaes.config.full import FullConfig, StageRef
 from soaes.config.loader import load_config, save_resolved
 from soaes.ray_env import connect
 from soaes.recipe.stages import Stage, run_stage
+from soaes.train.metrics import format_duration
+
+log = logging.getLogger(__name__)
 
 STAGE_NAMES = (
     "data_cpt",
@@ -216,4 +220,18 @@ def run_full(cfg: FullConfig) -> dict[str, Any]:
         ],
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
+    log.info("recipe %s finished:\n%s\nreport: %s", cfg.name, summary_table(records), out)
     return summary
+
+
+def summary_table(records: list[dict]) -> str:
+    """The end-of-run table: each stage, whether it ran or was skipped, its wall time."""
+    rows = [("stage", "status", "wall time")]
+    for r in records:
+        wall = format_duration(r["seconds"]) if "seconds" in r else "-"
+        rows.append((r["stage"], r["status"], wall))
+    rows.append(("total", "", format_duration(sum(r.get("seconds", 0) for r in records))))
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows
+    )

@@ -22,6 +22,7 @@ from soaes.config.full import FullConfig, ServeBenchRef, StageRef
 from soaes.config.loader import config_hash, load_config, update_config
 from soaes.recipe.runners import run_pipeline
 from soaes.serve.deploy import load_serve_config
+from soaes.train.metrics import format_duration
 
 log = logging.getLogger(__name__)
 DONE = "STAGE_DONE.json"
@@ -152,9 +153,10 @@ def run_stage(stage: Stage, cfg: FullConfig, keys: dict[str, str]) -> dict:
         keys[stage.name] = key
         return {"stage": stage.name, "status": "skipped", "key": key}
     prepare_stage_dir(out, key, clear_stale=kind in RESUMING_KINDS)
-    log.info("stage %s: running %s (kind %s)", stage.name, what, kind)
+    log.info("stage %s: start: %s (kind %s)", stage.name, what, kind)
     t0 = time.time()
     summary = runner()
+    log.info("stage %s: done in %s", stage.name, format_duration(time.time() - t0))
     record = {
         "stage": stage.name,
         "status": "ran",

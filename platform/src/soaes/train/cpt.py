@@ -21,7 +21,7 @@ from soaes.config.train import CPTConfig
 from soaes.models.presets import resolve
 from soaes.train.data import count_rows, parquet_dataset, read_rows
 from soaes.train.launch import check_run_dir, fit, plan_fields, read_data_manifest, summarize
-from soaes.train.loop import RunPlan
+from soaes.train.plan import RunInfo, RunPlan
 from soaes.train.worker import causal_lm_worker
 
 log = logging.getLogger(__name__)
@@ -63,12 +63,7 @@ def build_plan(
             f"val_{g}": read_rows([str(data_dir / "validation" / g)], n_eval, CPT_COLUMNS)
             for g in groups
         },
-        meta={
-            "name": cfg.name,
-            "kind": "cpt",
-            "init_from": model_path,
-            "config_hash": config_hash(cfg),
-        },
+        run=RunInfo(cfg.name, "cpt", init_from=model_path, config_hash=config_hash(cfg)),
         **plan_fields(cfg, rows, cfg.epochs, cfg.max_steps),
     )
 

@@ -253,14 +253,19 @@ def collate_sft(
     }
 
 
-def batch_tokens(batch: dict[str, Any]) -> tuple[int, int]:
-    """``(input tokens that are not padding, tokens with a loss)`` of a collated batch."""
+def token_counts(batch: dict[str, Any]) -> Any:
+    """``[tokens with a loss, input tokens that are not padding]`` of a collated batch, as an
+    int64 CPU tensor: counting never converts to Python (no host sync), so the loop can add
+    the counts up between logging steps. A loss token is a label != -100 after the shift
+    (HF's causal-LM loss scores ``labels[:, 1:]``)."""
+    import torch
+
     labels = batch["labels"]
-    trained = int((labels != IGNORE_INDEX).sum())
+    trained = (labels[:, 1:] != IGNORE_INDEX).sum()
     if "attention_mask" in batch:
-        return int(batch["attention_mask"].sum()), trained
-    # CPT: only trailing pads carry -100, so the counts coincide.
-    return trained, trained
+        return torch.stack((trained, batch["attention_mask"].sum()))
+    # CPT: only trailing pads carry -100, so the input tokens are the labelled ones.
+    return torch.stack((trained, (labels != IGNORE_INDEX).sum()))
 
 
 def batch_fingerprint(batch: dict[str, Any]) -> str:

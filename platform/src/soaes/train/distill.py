@@ -30,6 +30,7 @@ from soaes.config.distill import DistillConfig, LossConfig
 from soaes.config.loader import config_hash, save_resolved
 from soaes.models.presets import resolve
 from soaes.train.data import IGNORE_INDEX, count_rows, parquet_dataset
+from soaes.train.plan import RunInfo, RunPlan, TeacherPlan
 
 log = logging.getLogger(__name__)
 
@@ -121,26 +122,28 @@ def distill_loss(engine: Any, batch: dict[str, Any], teacher: Any, loss: LossCon
 def distill_worker(config: dict[str, Any]) -> None:
     """Ray Train worker of a distillation run: the CPT/SFT worker's steps, another loss."""
     from soaes.train.engine import load_frozen
-    from soaes.train.loop import emit, evaluate, train_steps
-    from soaes.train.worker import finish, start_worker
+    from soaes.train.loop import run_eval, train_steps
+    from soaes.train.worker import announce_start, finish, start_worker
 
-    plan = config["plan"]
-    meta = plan.meta
+    plan: RunPlan = config["plan"]
+    spec = plan.teacher
+    if spec is None:
+        raise ValueError(f"{plan.run.name}: a distillation plan needs a teacher")
     collate = functools.partial(
         collate_distill,
         pad_id=plan.pad_id,
         pad_to_multiple=plan.pad_to_multiple,
-        top_k=meta["stored_k"],
+        top_k=spec.stored_k,
     )
     w = start_worker(plan, collate)
     teacher = None
-    if meta["teacher_mode"] == "online":
-        teacher = load_frozen(meta["teacher"], plan.dtype, plan.trust_remote_code)
+    if spec.online:
+        teacher = load_frozen(spec.path, plan.dtype, plan.trust_remote_code)
         teacher = teacher.to(w.engine.device)
-    loss_fn = functools.partial(distill_loss, teacher=teacher, loss=LossConfig(**meta["loss"]))
-    emit(plan, {"event": "start", **w.state.as_dict(), "world_size": w.world}, report=False)
-    if w.state.step == 0:
-        emit(plan, {"event": "eval", "step": 0, **evaluate(w.engine, w.evals, loss_fn)})
+    loss_fn = functools.partial(distill_loss, teacher=teacher, loss=spec.loss)
+    announce_start(plan, w)
+    if w.state.step == 0:  # the undistilled draft's held-out KL (the "before" figure)
+        run_eval(w.engine, plan, w.state, w.evals, loss_fn)
     state = train_steps(
         w.engine, plan, w.state, w.shard, collate, w.evals, loss_fn, w.first_batches
     )
@@ -149,11 +152,10 @@ def distill_worker(config: dict[str, Any]) -> None:
 
 def build_plan(
     cfg: DistillConfig, run_dir: Path, draft_dir: Path, target_dir: str, data_dir: Path, pad_id: int
-) -> Any:
-    """The worker plan: the draft is the trained model, the teacher rides in ``meta``."""
+) -> RunPlan:
+    """The worker plan: the draft is the trained model, the teacher and loss its ``teacher``."""
     from soaes.train.data import read_rows
     from soaes.train.launch import plan_fields
-    from soaes.train.loop import RunPlan
 
     rows = count_rows([str(data_dir / "train")])
     stored_k = cfg.loss.top_k if cfg.teacher == "offline" else 0
@@ -168,16 +170,12 @@ def build_plan(
         pad_id=pad_id,
         eval_rows={"heldout": read_rows([str(data_dir / "eval")], cfg.data.eval_rows, columns)},
         pad_to_multiple=cfg.pad_to_multiple,
-        meta={
-            "name": cfg.name,
-            "kind": "distill",
-            "init_from": str(draft_dir),
-            "teacher": target_dir,
-            "teacher_mode": cfg.teacher,
-            "stored_k": stored_k,
-            "loss": cfg.loss.model_dump(),
-            "config_hash": config_hash(cfg),
-        },
+        run=RunInfo(cfg.name, "distill", init_from=str(draft_dir), config_hash=config_hash(cfg)),
+        teacher=TeacherPlan(
+            loss=cfg.loss,
+            path=target_dir if cfg.teacher == "online" else None,
+            stored_k=stored_k,
+        ),
         **plan_fields(cfg, rows, cfg.epochs, cfg.max_steps),
     )
 

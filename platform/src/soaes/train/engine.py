@@ -127,8 +127,8 @@ def create_engine(model: Any, ds_config: dict[str, Any], optim: OptimSpec, total
     """``deepspeed.initialize`` with AdamW and the warmup + decay schedule.
 
     DeepSpeed reuses the process group Ray Train already created (gloo on CPU, NCCL on GPU).
-    The optimizer is ``torch.optim.AdamW`` unless ``ds_config`` names one (then DeepSpeed
-    builds FusedAdam / DeepSpeedCPUAdam). The schedule is a ``LambdaLR`` stepped by the engine
+    The optimizer is ``torch.optim.AdamW`` (fused on a GPU worker) unless ``ds_config`` names
+    one (then DeepSpeed builds FusedAdam / DeepSpeedCPUAdam). The schedule is a ``LambdaLR`` stepped by the engine
     at every optimizer step and saved in its checkpoints.
     """
     import deepspeed
@@ -137,7 +137,11 @@ def create_engine(model: Any, ds_config: dict[str, Any], optim: OptimSpec, total
     optimizer = None
     groups = _param_groups(model, optim.weight_decay)
     if "optimizer" not in ds_config:
-        optimizer = torch.optim.AdamW(groups, lr=optim.lr, betas=optim.betas, eps=optim.eps)
+        # Fused (one kernel for all tensors) on a GPU worker; torch's default on CPU.
+        fused = True if torch.cuda.is_available() else None
+        optimizer = torch.optim.AdamW(
+            groups, lr=optim.lr, betas=optim.betas, eps=optim.eps, fused=fused
+        )
     schedule = functools.partial(lr_multiplier, optim=optim, total_steps=total_steps)
 
     def make_scheduler(opt: Any) -> Any:

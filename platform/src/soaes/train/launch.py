@@ -18,8 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from soaes.config.distill import DistillConfig
-from soaes.config.train import CPTConfig, FaultSpec, OptimSpec, ScalingSpec, SFTConfig
+from soaes.config.train import (
+    CPTConfig,
+    FaultSpec,
+    OptimSpec,
+    ScalingSpec,
+    SFTConfig,
+    check_fail_rank,
+)
 from soaes.train import checkpoints as ckpt
+from soaes.train.console import RAY_TRAIN_CONSOLE_LEVEL
 from soaes.train.data import ordered_data_config
 from soaes.train.ds_config import build_ds_config
 from soaes.train.engine import default_extensions_dir
@@ -70,6 +78,8 @@ def plan_fields(
         optim: optimizer settings when not ``cfg.optim`` (an SFT stage's own learning rate).
     """
     optim = optim or cfg.optim
+    fail_at_step = fault_step(cfg.fault.fail_at_step)
+    check_fail_rank(fail_at_step, cfg.fault.fail_rank, cfg.scaling.num_workers)
     micro_per_epoch, total = plan_steps(
         rows,
         cfg.micro_batch_size,
@@ -91,7 +101,7 @@ def plan_fields(
         "checkpoint": cfg.checkpoint,
         "logging": cfg.logging,
         "seed": cfg.seed,
-        "fail_at_step": fault_step(cfg.fault.fail_at_step),
+        "fail_at_step": fail_at_step,
         "fail_rank": cfg.fault.fail_rank,
         "submit_time": time.time(),
     }
@@ -168,7 +178,7 @@ def fit(
     Returns:
         Ray Train's ``Result``.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train import CheckpointConfig, FailureConfig, LoggingConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     run_config = RunConfig(
@@ -177,6 +187,9 @@ def fit(
         failure_config=FailureConfig(max_failures=fault.max_failures),
         checkpoint_config=CheckpointConfig(num_to_keep=keep_last),
         worker_runtime_env={"env_vars": worker_env()},
+        # Ray Train's INFO lines go to its log files (Ray session logs/train/), not the
+        # terminal; the workers route theirs in soaes.train.console.route_worker_logs.
+        logging_config=LoggingConfig(log_level=RAY_TRAIN_CONSOLE_LEVEL),
     )
     trainer = TorchTrainer(
         train_fn,

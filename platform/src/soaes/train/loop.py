@@ -4,6 +4,15 @@ reports and the fault-injection hook.
 :func:`train_steps` is generic over the loss: it takes ``loss_fn(engine, batch) -> loss``, so a
 distillation loop (teacher forward inside ``loss_fn``) reuses it unchanged. The causal-LM
 loss of CPT/SFT is :func:`causal_lm_loss`.
+
+What a step costs beyond forward, backward and the optimizer is kept near zero:
+
+- no host sync between logging steps: the loss and token counts of a log interval are added
+  up as tensors (:class:`_Window`) and read once, with one collective, at the logging step;
+- ``ray.train.report`` only with a checkpoint, at the end, and every
+  ``logging.report_every_steps`` if asked: each report is a cross-worker barrier through Ray
+  and waits for Ray Train's controller, which takes one result per worker per poll (2 s);
+- ``metrics.jsonl``, the progress line and the Prometheus gauges only at logging steps.
 """
 
 from __future__ import annotations
@@ -19,69 +28,17 @@ from pathlib import Path
 from typing import Any
 
 import soaes.telemetry as prom
-from soaes.config.train import CheckpointSpec, LoggingSpec, OptimSpec
 from soaes.train import checkpoints as ckpt
-from soaes.train.data import (
-    IGNORE_INDEX,
-    batch_fingerprint,
-    batch_tokens,
-    data_position,
-    iter_micro_batches,
-)
-from soaes.train.metrics import (
-    all_reduce_sum,
-    append_jsonl,
-    metric_tags,
-    mfu,
-    perplexity,
-    progress_line,
-)
+from soaes.train.data import batch_fingerprint, data_position, iter_micro_batches, token_counts
+from soaes.train.metrics import all_reduce_sum, append_jsonl, mfu, perplexity, progress_line
+from soaes.train.plan import RunPlan
+
+__all__ = ["LoopState", "RunPlan", "causal_lm_loss", "emit", "evaluate", "train_steps"]
 
 log = logging.getLogger(__name__)
 
 LossFn = Callable[[Any, dict[str, Any]], Any]
 FAULT_MARKER = ".fault_injected"
-
-
-@dataclass(frozen=True)
-class RunPlan:
-    """Everything a worker needs, resolved on the driver (picklable; sent as loop config)."""
-
-    run_dir: str
-    model_path: str
-    tokenizer_src: str | None
-    dtype: str
-    trust_remote_code: bool
-    activation_checkpointing: bool
-    ds_config: dict[str, Any]
-    optim: OptimSpec
-    micro_batch_size: int
-    grad_accum_steps: int
-    total_steps: int
-    micro_per_epoch: int
-    collate: str
-    pad_id: int
-    checkpoint: CheckpointSpec
-    logging: LoggingSpec
-    eval_rows: dict[str, dict[str, list]] = field(default_factory=dict)  # set -> held-out rows
-    pad_to_multiple: int = 8
-    shuffle_buffer_rows: int = 0
-    seed: int = 0
-    fail_at_step: int | None = None
-    fail_rank: int = 1
-    extensions_dir: str | None = None
-    submit_time: float = 0.0
-    meta: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def ckpt_dir(self) -> Path:
-        """The run's ``checkpoints/`` folder."""
-        return Path(self.run_dir) / "checkpoints"
-
-    @property
-    def metrics_path(self) -> Path:
-        """The run's ``metrics.jsonl``."""
-        return Path(self.run_dir) / "metrics.jsonl"
 
 
 @dataclass
@@ -91,6 +48,9 @@ class LoopState:
     step: int = 0
     micro_index: int = 0  # global micro-batches consumed (the data position)
     tokens: int = 0  # non-pad input tokens consumed, all ranks
+    # Steps already evaluated in this run folder (an earlier attempt's records included):
+    # a restarted run does not evaluate them again. Not saved in manifests.
+    evaluated: set[int] = field(default_factory=set)
 
     def as_dict(self) -> dict[str, int]:
         """JSON-able form for manifests and events."""
@@ -99,24 +59,35 @@ class LoopState:
 
 @dataclass
 class _Window:
-    """Sums over the current log interval (this rank)."""
+    """Sums over the current log interval (this rank), kept as tensors so that adding a
+    micro-step never waits for the device; :func:`_train_record` reads them once."""
 
-    loss_x_tokens: float = 0.0
-    loss_tokens: int = 0
-    tokens: int = 0
+    loss_sum: Any = 0.0  # sum of loss x loss tokens (a tensor on the loss's device once added)
+    counts: Any = 0  # int64 CPU tensor [loss tokens, input tokens] once added
     steps: int = 0
     start: float = field(default_factory=time.time)
     fingerprints: dict[int, list[str]] = field(default_factory=dict)
 
+    def add(self, loss: Any, counts: Any) -> None:
+        """Add one micro-batch: its mean loss and its :func:`token_counts` (no host sync)."""
+        self.loss_sum = self.loss_sum + loss.detach().double() * counts[0]
+        self.counts = self.counts + counts
+
+    def totals(self, device: Any) -> list[float]:
+        """``[loss x tokens, loss tokens, input tokens]`` summed over all ranks: one
+        collective and one host sync (the logging step's)."""
+        import torch
+
+        loss = torch.as_tensor(self.loss_sum, dtype=torch.float64, device=device).reshape(1)
+        counts = torch.zeros(2) if isinstance(self.counts, int) else self.counts
+        counts = counts.to(device=device, dtype=torch.float64)
+        return all_reduce_sum(torch.cat((loss, counts)), device)
+
 
 def causal_lm_loss(engine: Any, batch: dict[str, Any]) -> Any:
     """Mean next-token cross-entropy over label tokens != -100 (HF's shifted loss)."""
-    batch = {k: v.to(engine.device) for k, v in batch.items()}
+    batch = {k: v.to(engine.device, non_blocking=True) for k, v in batch.items()}
     return engine(**batch).loss
-
-
-def _loss_tokens(batch: dict[str, Any]) -> int:
-    return int((batch["labels"][:, 1:] != IGNORE_INDEX).sum())
 
 
 def evaluate(
@@ -129,12 +100,10 @@ def evaluate(
     engine.eval()
     with torch.no_grad():
         for name, batches in sets.items():
-            tot, n = 0.0, 0
+            win = _Window()
             for b in batches:
-                k = _loss_tokens(b)
-                tot += float(loss_fn(engine, b)) * k
-                n += k
-            tot, n = all_reduce_sum([tot, n], engine.device)
+                win.add(loss_fn(engine, b), token_counts(b))
+            tot, n, _ = win.totals(engine.device)
             if n:
                 out[f"{name}/loss"] = tot / n
                 out[f"{name}/ppl"] = perplexity(tot / n)
@@ -153,16 +122,17 @@ def emit(
     record: dict[str, Any],
     checkpoint_path: Path | None = None,
     state: dict[str, Any] | None = None,
-    report: bool = True,
+    report: bool = False,
 ) -> None:
-    """Log a record (rank 0: metrics.jsonl) and send it to ``ray.train.report`` (every rank,
-    so the call counts match; rank 0 attaches the checkpoint marker)."""
+    """Log a record (rank 0: metrics.jsonl); with ``report`` or a checkpoint, also send it to
+    ``ray.train.report`` (every rank must then call, so the call counts match; rank 0
+    attaches the checkpoint marker)."""
     import ray.train
 
     record = {"time": round(time.time(), 3), **record}
     if _is_rank0():
         append_jsonl(plan.metrics_path, record)
-    if not report:
+    if not report and checkpoint_path is None:
         return
     metrics = {k: v for k, v in record.items() if isinstance(v, int | float)}
     if checkpoint_path is not None and _is_rank0():
@@ -184,12 +154,38 @@ def save_checkpoint(engine: Any, plan: RunPlan, state: LoopState, metrics: dict[
     emit(plan, {"event": "checkpoint", **body, **metrics}, checkpoint_path=path, state=body)
 
 
+def evaluated_steps(plan: RunPlan) -> set[int]:
+    """Steps with an ``eval`` record in the run's metrics.jsonl (earlier attempts included),
+    read by rank 0 and shared with every rank (collective), so all ranks skip the same ones."""
+    import torch.distributed as dist
+
+    from soaes.train.metrics import read_jsonl
+
+    box: list[Any] = [None]
+    if dist.get_rank() == 0:
+        recs = read_jsonl(plan.metrics_path)
+        box[0] = {int(r["step"]) for r in recs if r.get("event") == "eval"}
+    if dist.get_world_size() > 1:
+        dist.broadcast_object_list(box, src=0)
+    return set(box[0])
+
+
+def run_eval(
+    engine: Any, plan: RunPlan, state: LoopState, evals: dict[str, list], loss_fn: LossFn
+) -> None:
+    """Evaluate the held-out sets at ``state.step`` and log an ``eval`` record, unless this
+    step was evaluated already (a restarted attempt re-running it): one evaluation per step."""
+    if not evals or state.step in state.evaluated:
+        return
+    emit(plan, {"event": "eval", "step": state.step, **evaluate(engine, evals, loss_fn)})
+    state.evaluated.add(state.step)
+
+
 def _train_record(
     engine: Any, plan: RunPlan, state: LoopState, win: _Window, lr: float, n_params: int
 ) -> dict[str, Any]:
-    loss_sum, loss_n, tokens = all_reduce_sum(
-        [win.loss_x_tokens, win.loss_tokens, win.tokens], engine.device
-    )
+    """The ``train`` record of a log interval: the interval's one collective and host sync."""
+    loss_sum, loss_n, tokens = win.totals(engine.device)
     elapsed = max(time.time() - win.start, 1e-9)
     gnorm = engine.get_global_grad_norm()
     rec = {
@@ -212,16 +208,18 @@ def _train_record(
 
 def publish_train(plan: RunPlan, rec: dict[str, Any]) -> None:
     """Rank 0: a ``train`` record to soaes' Prometheus gauges (never raises)."""
-    run, stage = metric_tags(plan.meta)
+    run, stage = plan.run.metric_tags()
     values = (rec["step"], rec["loss"], rec["tokens_per_s"], rec["lr"])
     prom.try_publish(prom.publish_train_step, run, stage, *values)
 
 
 def _maybe_fail(plan: RunPlan, step: int) -> None:
     """Fault-injection hook: the chosen rank dies hard once per run folder."""
+    if plan.fail_at_step != step:
+        return
     import torch.distributed as dist
 
-    if plan.fail_at_step != step or dist.get_rank() != plan.fail_rank:
+    if dist.get_rank() != plan.fail_rank:
         return
     marker = Path(plan.run_dir) / FAULT_MARKER
     if marker.exists():
@@ -229,6 +227,23 @@ def _maybe_fail(plan: RunPlan, step: int) -> None:
     marker.write_text(f"rank {plan.fail_rank} exited after step {step}\n")
     log.warning("fault injection: rank %d exits after step %d", plan.fail_rank, step)
     os._exit(1)
+
+
+def _every(n: int, step: int) -> bool:
+    return bool(n) and step % n == 0
+
+
+def _log_interval(
+    engine: Any, plan: RunPlan, state: LoopState, win: _Window, lr: float, n_params: int
+) -> dict[str, Any]:
+    """The logging step: one ``train`` record (rank 0: metrics.jsonl, progress line,
+    Prometheus), sent to Ray Train every ``logging.report_every_steps``."""
+    rec = _train_record(engine, plan, state, win, lr, n_params)
+    if _is_rank0():
+        log.info("[%s] %s", plan.run.name, progress_line(rec, plan.total_steps))
+        publish_train(plan, rec)
+    emit(plan, rec, report=_every(plan.logging.report_every_steps, state.step))
+    return rec
 
 
 def _on_step(
@@ -241,27 +256,21 @@ def _on_step(
     evals: dict[str, list],
     loss_fn: LossFn,
 ) -> _Window:
-    """After each optimizer step: log/report, evaluate, checkpoint, fault hook."""
+    """After each optimizer step: log (at logging steps only), evaluate, checkpoint, fault
+    hook. Between logging steps nothing here reads a tensor."""
     lg, ck = plan.logging, plan.checkpoint
     last = state.step >= plan.total_steps
-    metrics: dict[str, Any] = {}
-    if state.step % lg.log_every_steps == 0 or last or state.step == 1:
-        rec = _train_record(engine, plan, state, win, lr, n_params)
-        if _is_rank0():
-            log.info(
-                "[%s] %s", plan.meta.get("name", "train"), progress_line(rec, plan.total_steps)
-            )
-            publish_train(plan, rec)
-        emit(plan, rec)
-        metrics = rec
+    rec: dict[str, Any] = {}
+    if _every(lg.log_every_steps, state.step) or last or state.step == 1:
+        rec = _log_interval(engine, plan, state, win, lr, n_params)
     t_other = time.time()
-    if evals and ((lg.eval_every_steps and state.step % lg.eval_every_steps == 0) or last):
-        emit(plan, {"event": "eval", "step": state.step, **evaluate(engine, evals, loss_fn)})
-    if (ck.every_steps and state.step % ck.every_steps == 0) or (last and ck.at_end):
-        save_checkpoint(engine, plan, state, {"loss": metrics.get("loss", float("nan"))})
+    if _every(lg.eval_every_steps, state.step) or last:
+        run_eval(engine, plan, state, evals, loss_fn)
+    if _every(ck.every_steps, state.step) or (last and ck.at_end):
+        save_checkpoint(engine, plan, state, {"loss": rec.get("loss", float("nan"))})
     _maybe_fail(plan, state.step)
     # Eval/checkpoint time is not training time: tokens/s and step time leave it out.
-    if metrics:
+    if rec:
         return _Window()
     win.start += time.time() - t_other
     return win
@@ -286,6 +295,26 @@ def epoch_batches(
         plan.seed + epoch,
     )
     return itertools.islice(batches, plan.micro_per_epoch - skip)
+
+
+def micro_step(engine: Any, batch: dict[str, Any], loss_fn: LossFn, win: _Window) -> None:
+    """Forward, backward and (at the accumulation boundary, DeepSpeed decides) the optimizer
+    step of one micro-batch; its loss and token counts go to ``win`` without a host sync."""
+    loss = loss_fn(engine, batch)
+    engine.backward(loss)
+    engine.step()
+    win.add(loss, token_counts(batch))
+
+
+def _first_step(plan: RunPlan, state: LoopState) -> None:
+    emit(
+        plan,
+        {
+            "event": "first_step",
+            "step": state.step,
+            "since_submit_s": time.time() - plan.submit_time,
+        },
+    )
 
 
 def train_steps(
@@ -315,13 +344,7 @@ def train_steps(
             if plan.logging.trace_batches:
                 win.fingerprints.setdefault(state.step + 1, []).append(batch_fingerprint(batch))
             lr = engine.get_lr()[0]
-            loss = loss_fn(engine, batch)
-            engine.backward(loss)
-            engine.step()
-            n_in, n_loss = batch_tokens(batch)[0], _loss_tokens(batch)
-            win.loss_x_tokens += float(loss) * n_loss
-            win.loss_tokens += n_loss
-            win.tokens += n_in
+            micro_step(engine, batch, loss_fn, win)
             state.micro_index += 1
             if state.micro_index % accum:
                 continue
@@ -329,15 +352,7 @@ def train_steps(
             win.steps += 1
             if first:
                 first = False
-                emit(
-                    plan,
-                    {
-                        "event": "first_step",
-                        "step": state.step,
-                        "since_submit_s": time.time() - plan.submit_time,
-                    },
-                    report=False,
-                )
+                _first_step(plan, state)
             win = _on_step(engine, plan, state, win, lr, n_params, evals, loss_fn)
             if state.step >= plan.total_steps:
                 break

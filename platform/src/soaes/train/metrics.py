@@ -6,9 +6,10 @@ Records in ``metrics.jsonl`` (one JSON object per line, rank 0 writes):
 - ``{"event": "eval", "step", "<set>/loss", "<set>/ppl", …}``
 - ``{"event": "start" | "resume" | "checkpoint" | "end", "step", …}``
 
-The same train/eval dicts go to ``ray.train.report`` so the Ray dashboard shows them, and
-rank 0 publishes each ``train`` record to soaes' Prometheus gauges
-(:func:`soaes.telemetry.publish_train_step`, tagged by :func:`metric_tags`).
+Checkpoint and end records (and every ``logging.report_every_steps``-th train record) go to
+``ray.train.report``; rank 0 publishes each ``train`` record to soaes' Prometheus gauges
+(:func:`soaes.telemetry.publish_train_step`, tagged by
+:meth:`soaes.train.plan.RunInfo.metric_tags`).
 """
 
 from __future__ import annotations
@@ -19,12 +20,13 @@ from pathlib import Path
 from typing import Any
 
 
-def all_reduce_sum(values: list[float], device: Any = "cpu") -> list[float]:
-    """Sum a few floats over all ranks (one small collective; every rank must call)."""
+def all_reduce_sum(values: Any, device: Any = "cpu") -> list[float]:
+    """Sum a few floats (a list, or a 1-D tensor on ``device``) over all ranks: one small
+    collective, and the one host sync of reading the result; every rank must call."""
     import torch
     import torch.distributed as dist
 
-    t = torch.tensor(values, dtype=torch.float64, device=device)
+    t = torch.as_tensor(values, dtype=torch.float64, device=device)
     if dist.is_initialized() and dist.get_world_size() > 1:
         dist.all_reduce(t)
     return t.tolist()
@@ -58,37 +60,40 @@ def mfu(
     return 6.0 * n_params * tokens_per_s / (n_devices * peak_tflops * 1e12)
 
 
+def format_duration(seconds: float) -> str:
+    """``42s``, ``3m05s``, ``1h02m``: a short human duration."""
+    s = max(0, round(seconds))
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
 def progress_line(rec: dict[str, Any], total_steps: int) -> str:
-    """One human line per log interval."""
+    """One human line per log interval: position, loss, throughput, time left."""
+    eta = rec["step_time_s"] * max(total_steps - rec["step"], 0)
     parts = [
         f"step {rec['step']}/{total_steps}",
         f"loss {rec['loss']:.4f}",
-        f"lr {rec['lr']:.2e}",
-        f"gnorm {rec['grad_norm']:.3f}",
         f"{rec['tokens_per_s']:.0f} tok/s",
         f"{rec['step_time_s']:.2f} s/step",
+        f"eta {format_duration(eta)}",
+        f"lr {rec['lr']:.2e}",
+        f"gnorm {rec['grad_norm']:.3f}",
     ]
     if rec.get("mfu") is not None:
         parts.append(f"mfu {rec['mfu']:.1%}")
     return " | ".join(parts)
 
 
-def metric_tags(meta: dict[str, Any]) -> tuple[str, str]:
-    """``(run, stage)`` tags of soaes' Prometheus training gauges, from a plan's ``meta``.
-
-    ``run`` is the pipeline's name; ``stage`` is ``cpt``, ``distill`` or the SFT stage's
-    name (an SFT plan's ``meta["name"]`` is ``<pipeline>/<stage>``: the stage is cut off).
-    """
-    name = str(meta.get("name", "train"))
-    if "stage" in meta:
-        stage = str(meta["stage"])
-        return name.removesuffix(f"/{stage}"), stage
-    return name, str(meta.get("kind", "train"))
-
-
 def plot_loss_curve(metrics_path: str | Path, png_path: str | Path, title: str = "") -> Path | None:
-    """Train loss (and every eval set's loss) against step, as a PNG; None without data."""
-    import matplotlib
+    """Train loss (and every eval set's loss) against step, as a PNG; None without data or
+    without matplotlib (e.g. a minimal GPU image: the figures stay in metrics.jsonl)."""
+    try:
+        import matplotlib
+    except ImportError:
+        return None
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -31,7 +31,7 @@ from soaes.models.checkpoint import export_meta, is_export, link_export
 from soaes.models.presets import resolve
 from soaes.train.data import count_rows, parquet_dataset, read_rows
 from soaes.train.launch import check_run_dir, fit, plan_fields, read_data_manifest, summarize
-from soaes.train.loop import RunPlan
+from soaes.train.plan import RunInfo, RunPlan
 from soaes.train.worker import causal_lm_worker
 
 log = logging.getLogger(__name__)
@@ -105,13 +105,13 @@ def stage_plan(
             f"val_{n}": read_rows(split_dirs(data_dir, [n], "validation"), n_eval, SFT_COLUMNS)
             for n in eval_names
         },
-        meta={
-            "name": f"{cfg.name}/{stage.name}",
-            "kind": "sft",
-            "stage": stage.name,
-            "init_from": init,
-            "config_hash": config_hash(cfg),
-        },
+        run=RunInfo(
+            f"{cfg.name}/{stage.name}",
+            "sft",
+            init_from=init,
+            config_hash=config_hash(cfg),
+            stage=stage.name,
+        ),
         **plan_fields(cfg, rows, stage_epochs(stage, manifest), stage.max_steps, optim),
     )
 

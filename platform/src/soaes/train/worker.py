@@ -12,6 +12,7 @@ before it adds its teacher and loss.
 from __future__ import annotations
 
 import functools
+import logging
 import resource
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from typing import Any
 
 from soaes.models.checkpoint import export_hf, gather_state_dict
 from soaes.train import checkpoints as ckpt
+from soaes.train.console import route_worker_logs
 from soaes.train.data import collate_cpt, collate_sft, rows_to_micro_batches, start_early
 from soaes.train.engine import configure_worker, create_engine, load_causal_lm
 from soaes.train.loop import (
@@ -29,17 +31,25 @@ from soaes.train.loop import (
     causal_lm_loss,
     emit,
     epoch_batches,
-    evaluate,
+    evaluated_steps,
+    run_eval,
     train_steps,
 )
-from soaes.train.metrics import all_reduce_sum, plot_loss_curve
+from soaes.train.metrics import all_reduce_sum, format_duration, plot_loss_curve
+
+log = logging.getLogger(__name__)
 
 
 def make_collate(plan: RunPlan):
-    """The collate function of the plan's data kind (``cpt`` packed blocks, ``sft`` examples)."""
+    """The collate function of a CPT (packed blocks) or SFT (padded examples) plan; a
+    distillation worker builds its own (:func:`soaes.train.distill.collate_distill`)."""
     if plan.collate == "cpt":
         return collate_cpt
-    return functools.partial(collate_sft, pad_id=plan.pad_id, pad_to_multiple=plan.pad_to_multiple)
+    if plan.collate == "sft":
+        return functools.partial(
+            collate_sft, pad_id=plan.pad_id, pad_to_multiple=plan.pad_to_multiple
+        )
+    raise ValueError(f"collate {plan.collate!r}: not a CPT/SFT plan")
 
 
 def resume_source(plan: RunPlan) -> Path | None:
@@ -67,7 +77,7 @@ def resume(engine: Any, plan: RunPlan, src: Path | None) -> LoopState:
     state = LoopState(
         step=manifest["step"], micro_index=manifest["micro_index"], tokens=manifest.get("tokens", 0)
     )
-    emit(plan, {"event": "resume", "from": str(src), **state.as_dict()}, report=False)
+    emit(plan, {"event": "resume", "from": str(src), **state.as_dict()})
     return state
 
 
@@ -93,17 +103,24 @@ def finish(engine: Any, plan: RunPlan, state: LoopState) -> None:
                 sd,
                 Path(plan.run_dir) / "hf",
                 plan.tokenizer_src,
-                meta={"step": state.step, "tokens": state.tokens, **plan.meta},
+                meta={"step": state.step, "tokens": state.tokens, **plan.run.export_meta()},
             )
         del sd
         dist.barrier()
     rss = peak_rss_mb(engine.device)
-    emit(plan, {"event": "end", **state.as_dict(), "peak_rss_mb": rss, "peak_rss_mb_max": max(rss)})
+    end = {"event": "end", **state.as_dict(), "peak_rss_mb": rss, "peak_rss_mb_max": max(rss)}
+    emit(plan, end, report=True)
     if dist.get_rank() == 0:
+        wall = format_duration(time.time() - plan.submit_time)
+        log.info(
+            "[%s] done: step %d/%d, %s since submit",
+            plan.run.name,
+            state.step,
+            plan.total_steps,
+            wall,
+        )
         plot_loss_curve(
-            plan.metrics_path,
-            Path(plan.run_dir) / "loss_curve.png",
-            title=str(plan.meta.get("name", "")),
+            plan.metrics_path, Path(plan.run_dir) / "loss_curve.png", title=plan.run.name
         )
 
 
@@ -129,6 +146,7 @@ def start_worker(plan: RunPlan, collate: Callable[[dict], dict[str, Any]]) -> Wo
     marks = {"worker_start_s": time.time()}
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
+    route_worker_logs(plan.run_dir, rank)
     configure_worker(plan.seed, plan.extensions_dir)
     # The data position is known from the manifest alone: start streaming the train set now,
     # while the model and engine are built.
@@ -149,6 +167,7 @@ def start_worker(plan: RunPlan, collate: Callable[[dict], dict[str, Any]]) -> Wo
     del keepalive
     marks["engine_ready_s"] = time.time()
     state = resume(engine, plan, src)
+    state.evaluated = evaluated_steps(plan)
     evals = {
         name: rows_to_micro_batches(rows, rank, world, plan.micro_batch_size, collate)
         for name, rows in plan.eval_rows.items()
@@ -157,15 +176,30 @@ def start_worker(plan: RunPlan, collate: Callable[[dict], dict[str, Any]]) -> Wo
     return WorkerStart(engine, state, shard, first, evals, world, since)
 
 
+def announce_start(plan: RunPlan, w: WorkerStart) -> None:
+    """The ``start`` record and (rank 0) the run's start line on the console."""
+    import torch.distributed as dist
+
+    emit(plan, {"event": "start", **w.state.as_dict(), "world_size": w.world, **w.since_submit_s})
+    if dist.get_rank() == 0:
+        log.info(
+            "[%s] start: step %d/%d, %d worker(s), engine ready %.1f s after submit",
+            plan.run.name,
+            w.state.step,
+            plan.total_steps,
+            w.world,
+            w.since_submit_s["engine_ready_s"],
+        )
+
+
 def causal_lm_worker(config: dict[str, Any]) -> None:
     """Ray Train worker entry of CPT and SFT; ``config["plan"]`` is a :class:`RunPlan`."""
     plan: RunPlan = config["plan"]
     collate = make_collate(plan)
     w = start_worker(plan, collate)
-    start = {"event": "start", **w.state.as_dict(), "world_size": w.world, **w.since_submit_s}
-    emit(plan, start, report=False)
-    if w.state.step == 0 and w.evals and plan.logging.eval_at_start:
-        emit(plan, {"event": "eval", "step": 0, **evaluate(w.engine, w.evals, causal_lm_loss)})
+    announce_start(plan, w)
+    if w.state.step == 0 and plan.logging.eval_at_start:
+        run_eval(w.engine, plan, w.state, w.evals, causal_lm_loss)
     state = train_steps(
         w.engine, plan, w.state, w.shard, collate, w.evals, causal_lm_loss, w.first_batches
     )
