@@ -18,7 +18,7 @@ import yaml
 RUNNERS: dict[str, str] = {
     "data_cpt": "soaes.data.pipeline:run_cpt_data",
     "data_sft": "soaes.data.sft:run_sft_data",
-    "eval": "soaes.eval.runner:run_eval",
+    "eval": "soaes.report.pipeline:run_eval",
     "cpt": "soaes.train.cpt:run_cpt",
     "sft": "soaes.train.sft:run_sft",
     "distill": "soaes.train.distill:run_distill",

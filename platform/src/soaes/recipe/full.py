@@ -165,9 +165,16 @@ def _eval_wiring(cfg: FullConfig, o: dict[str, str], final_sft_stage: str | None
     if cfg.base_sft_arm:
         models.insert(2, {"name": "base_sft", "path": f"{o['sft_base']}/hf"})
         roles["base_sft"] = "base_sft"
-    qa = {"name": "domain", "path": f"{o['data_sft']}/{final_sft_stage or 'UNKNOWN'}/test/qa.jsonl"}
+    qa = [
+        {"name": "domain", "path": f"{o['data_sft']}/{final_sft_stage or 'UNKNOWN'}/test/qa.jsonl"}
+    ]
+    # The data_sft pipeline's eval sets (law_recall, law_withheld, ...), each on its own.
+    qa += [
+        {"name": p.stem, "path": str(p)}
+        for p in sorted(Path(o["data_sft"]).glob("eval_sets/*.jsonl"))
+    ]
     if cfg.qa_limit:
-        qa["limit"] = cfg.qa_limit
+        qa = [{**q, "limit": cfg.qa_limit} for q in qa]
     ppl = [
         {"name": f"{g}_heldout", "group": g, "validation_dir": f"{o['data_cpt']}/validation/{g}"}
         for g in ("domain", "general")
@@ -183,11 +190,13 @@ def _eval_wiring(cfg: FullConfig, o: dict[str, str], final_sft_stage: str | None
             **_sft_curves("sft_single", cfg.sft_single, o),
             "distill": f"{o['distill']}/metrics.jsonl",
         },
+        "train_runs": {"cpt_sft": o["sft_cpt"], "single_stage": o["sft_single"]}
+        | ({"base_sft": o["sft_base"]} if cfg.base_sft_arm else {}),
     }
     return [
         f"output_dir={o['eval']}",
         f"models={_flow(models)}",
-        f"qa={_flow([qa])}",
+        f"qa={_flow(qa)}",
         f"perplexity={_flow(ppl)}",
         f"roles={_flow(roles)}",
         f"report={_flow(report)}",
