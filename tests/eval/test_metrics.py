@@ -138,12 +138,9 @@ def test_paired_bootstrap_ratio_contains_point_and_is_seeded():
 
 
 def test_ratio_over_a_near_zero_baseline_is_undefined_not_a_huge_gain():
-    from soaes.eval.report import fmt_ratio
-
     before = [1e-17, 2e-17, 0.0, 1e-16]  # sentence BLEU of an untrained model
     after = [0.5, 0.0, 0.2, 0.1]
     r = M.paired_bootstrap_ratio(before, after, n_boot=200)
     assert math.isnan(r["ratio"]) and r["after"] == approx(0.2)
-    assert fmt_ratio(r) == "n/a (baseline is 0)"
     ok = M.paired_bootstrap_ratio([0.01, 0.02, 0.03], [0.02, 0.04, 0.06], n_boot=200)
-    assert ok["ratio"] == approx(2.0) and fmt_ratio(ok).startswith("2.00x")
+    assert ok["ratio"] == approx(2.0)

@@ -90,8 +90,8 @@ def test_stage_dir_kept_for_the_same_key_and_cleared_for_another(tmp_path):
 @pytest.mark.recipe
 @pytest.mark.timeout(1500)
 def test_full_tiny_runs_end_to_end_and_resumes(tiny_recipe):
-    from soaes.eval.report import NOT_RUN
     from soaes.recipe.full import run_full
+    from soaes.report.fmt import NOT_RUN
 
     out, cfg, first = tiny_recipe
     assert [s["status"] for s in first["stages"]] == ["ran"] * 9
@@ -100,18 +100,29 @@ def test_full_tiny_runs_end_to_end_and_resumes(tiny_recipe):
     html = (out / "report.html").read_text()
     for section in (
         "models",
+        "domain",
+        "samples",
         "retention",
-        "cpt",
-        "progressive",
+        "cpt_retention",
+        "comparisons",
         "speculative",
         "serving",
         "loss_curves",
+        "headline",
     ):
         assert report.get(section), f"report section {section} is empty"
     assert NOT_RUN not in md and "<img" in html
     figures = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
     assert figures and all((out / f).is_file() for f in figures)
-    assert set(report["models"]) == {"base", "cpt", "base_sft", "cpt_sft", "single_stage"}
+    assert set(report["models"]) == {"base", "cpt", "base_sft", "cpt_sft", "single_stage", "echo"}
+    # each ablation carries its parity table, read from the SFT runs' data_seen.json
+    parities = {c["key"]: c["parity"] for c in report["comparisons"]}
+    assert set(parities) == {"cpt_downstream", "progressive"}
+    assert all(p and len(p["arms"]) == 2 for p in parities.values()), parities
+    assert all(
+        (out / arm / st / "data_seen.json").is_file()
+        for arm, st in (("sft_cpt", "stage1_chat"), ("sft_single", "mixed"))
+    )
     curves = report["loss_curves"]
     assert set(curves) == {
         "cpt",

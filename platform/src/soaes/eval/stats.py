@@ -48,6 +48,17 @@ def _resample_counts(n_clusters: int, n_boot: int, seed: int):
     return counts
 
 
+def _percentiles(values, ci: float) -> tuple[float, float]:
+    """The central ``ci`` percentile interval (NaN, NaN when there are no values)."""
+    import numpy as np
+
+    if not len(values):
+        return math.nan, math.nan
+    tail = (1 - ci) / 2 * 100
+    low, high = np.percentile(values, [tail, 100 - tail])
+    return float(low), float(high)
+
+
 def cluster_bootstrap_ratio(
     before: Sequence[float],
     after: Sequence[float],
@@ -94,10 +105,8 @@ def cluster_bootstrap_ratio(
         ratios = stat[:, 1] / stat[:, 0]
     ratios = ratios[np.isfinite(ratios) & (np.abs(stat[:, 0]) > ZERO_BASELINE)]
     point = sums[:2].sum(1) / sums[2].sum()
-    if transform == "exp_mean":
-        point = np.exp(point)
-    tail = (1 - ci) / 2 * 100
-    low, high = np.percentile(ratios, [tail, 100 - tail]) if len(ratios) else (math.nan,) * 2
+    point = np.exp(point) if transform == "exp_mean" else point
+    low, high = _percentiles(ratios, ci)
     ok = abs(point[0]) > ZERO_BASELINE
     return {
         "ratio": float(point[1] / point[0]) if ok else math.nan,
@@ -131,8 +140,7 @@ def cluster_bootstrap_mean(
     np.add.at(sizes, idx, 1)
     counts = _resample_counts(k, n_boot, seed)
     means = (counts @ sums) / (counts @ sizes)
-    tail = (1 - ci) / 2 * 100
-    low, high = np.percentile(means, [tail, 100 - tail])
+    low, high = _percentiles(means, ci)
     return {"mean": float(v.mean()), "low": float(low), "high": float(high), "n": len(v)}
 
 

@@ -92,7 +92,7 @@ def build_results(
         retention=[
             retention(k, baseline, per_model[baseline], v, boot)
             for k, v in per_model.items()
-            if k != baseline
+            if k != baseline and (v["mmlu"] or v["perplexity"])
         ],
         cpt_retention=retention(
             cpt_pair[1], cpt_pair[0], per_model[cpt_pair[0]], per_model[cpt_pair[1]], boot

@@ -64,7 +64,10 @@ def set_scores(raw: dict[str, Any], items: Sequence[dict[str, Any]]) -> SetScore
         n_clusters=len({it["cluster"] for it in items}),
         n_malformed=raw["n_malformed"],
         n_seen_in_training=sum(map(bool, seen)) if len(seen) == len(items) else None,
-        scores=raw["scores"],
+        scores={  # numbers only (score_corpus also names its convention)
+            conv: {k: v for k, v in d.items() if isinstance(v, int | float)}
+            for conv, d in raw["scores"].items()
+        },
         diagnostics=Diagnostics(**raw["diagnostics"]),
     )
 
