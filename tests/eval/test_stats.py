@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 
 import pytest
 
@@ -62,3 +63,18 @@ def test_mean_interval_at_chance():
     # 57 MMLU items, 14 correct: 24.6%, its interval holds 25%.
     m = cluster_bootstrap_mean([1] * 14 + [0] * 43)
     assert m["low"] < 0.25 < m["high"] and m["n"] == 57
+
+
+def test_item_bootstrap_contains_the_point_and_is_seeded():
+    rng = random.Random(1)
+    before = [float(rng.random() < 0.5) for _ in range(200)]
+    after = [b if rng.random() < 0.9 else 1 - b for b in before]
+    r = cluster_bootstrap_ratio(before, after, n_boot=500, seed=3)
+    assert r["low"] <= r["ratio"] <= r["high"] and r["n"] == r["n_clusters"] == 200
+    assert r["ratio"] == pytest.approx(sum(after) / sum(before))
+
+
+def test_ratio_over_a_near_zero_baseline_is_undefined_not_a_huge_gain():
+    before = [1e-17, 2e-17, 0.0, 1e-16]  # sentence BLEU of an untrained model
+    r = cluster_bootstrap_ratio(before, [0.5, 0.0, 0.2, 0.1], n_boot=200)
+    assert math.isnan(r["ratio"]) and r["after"] == pytest.approx(0.2)
