@@ -56,14 +56,17 @@ def main_score(m: ModelResult, set_name: str) -> float:
     return s.scores[conv][metric]
 
 
-def _flags(name: str, score: float, ref: dict[str, float], start: str | None) -> list[str]:
+def arm_flags(
+    score: float, echo: float | None, base: float | None, start: tuple[str, float] | None
+) -> list[str]:
+    """Why an arm's score is suspect: not above echo or base, or below its own start."""
     flags = []
-    if ECHO in ref and score <= ref[ECHO]:
+    if echo is not None and score <= echo:
         flags.append("not above echo")
-    if "base" in ref and name != ref.get("base_name") and score <= ref["base"]:
+    if base is not None and score <= base:
         flags.append("not above base")
-    if start and start in ref and score < ref[start]:
-        flags.append(f"below its start ({start})")
+    if start is not None and score < start[1]:
+        flags.append(f"below its start ({start[0]})")
     return flags
 
 
@@ -77,13 +80,20 @@ def domain_set(
     """One set's table: every model that answered it, echo and base included, with flags."""
     have = {k: m for k, m in models.items() if set_name in m.qa}
     scores = {k: main_score(m, set_name) for k, m in have.items()}
-    ref: dict[str, Any] = dict(scores)
-    if base in scores:
-        ref.update(base=scores[base], base_name=base)
     rows = []
     for k, m in have.items():
         role = "echo" if k == ECHO else "base" if k == base else "arm"
-        flags = [] if role != "arm" else _flags(k, scores[k], ref, starts.get(k))
+        start = starts.get(k)
+        flags = (
+            arm_flags(
+                scores[k],
+                scores.get(ECHO),
+                scores.get(base) if base else None,
+                (start, scores[start]) if start in scores else None,
+            )
+            if role == "arm"
+            else []
+        )
         diag = m.qa[set_name].diagnostics
         rows.append(DomainRow(model=k, role=role, score=scores[k], diagnostics=diag, flags=flags))
     first = next(iter(have.values())).qa[set_name]
