@@ -11,7 +11,7 @@ from soaes.report.domain import ECHO, domain_set, echo_raw, qa_cells, samples
 from soaes.report.inputs import read_json, read_loss_curves
 from soaes.report.measures import Boot, model_result, retention
 from soaes.report.parity import parity
-from soaes.report.schema import Comparison, Results, Serving, Speculative
+from soaes.report.schema import Comparison, Results, Retention, Serving, Speculative
 
 # (key, label, before role, after role, same starting checkpoint required)
 ABLATIONS = (
@@ -49,6 +49,14 @@ def comparison(cfg: EvalConfig, raw: dict[str, dict], boot: Boot, spec: tuple) -
     return Comparison(key=key, label=label, before=before, after=after, cells=cells, parity=par)
 
 
+def cpt_retention(cfg: EvalConfig, per_model: dict[str, dict], boot: Boot) -> Retention | None:
+    """General ability after CPT against before, when both roles were evaluated."""
+    before, after = cfg.roles.cpt_before, cfg.roles.cpt_after
+    if not (before and after and before in per_model and after in per_model):
+        return None
+    return retention(after, before, per_model[before], per_model[after], boot)
+
+
 def _inputs(cfg: EvalConfig) -> dict[str, Any]:
     """Speculative, serving and loss-curve sections from the files the config names."""
     rep = cfg.report
@@ -81,7 +89,6 @@ def build_results(
     models = {k: model_result(v, items, boot) for k, v in raw.items()}
     starts = start_models(cfg)
     base = cfg.roles.cpt_before or baseline
-    cpt_pair = (cfg.roles.cpt_before, cfg.roles.cpt_after)
     results = Results(
         title=cfg.report.title or f"soaes evaluation: {cfg.name}",
         created=_dt.datetime.now(_dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -94,11 +101,7 @@ def build_results(
             for k, v in per_model.items()
             if k != baseline and (v["mmlu"] or v["perplexity"])
         ],
-        cpt_retention=retention(
-            cpt_pair[1], cpt_pair[0], per_model[cpt_pair[0]], per_model[cpt_pair[1]], boot
-        )
-        if all(n in per_model for n in cpt_pair if n) and all(cpt_pair)
-        else None,
+        cpt_retention=cpt_retention(cfg, per_model, boot),
         comparisons=[c for spec in ABLATIONS if (c := comparison(cfg, raw, boot, spec))],
         **_inputs(cfg),
     )
