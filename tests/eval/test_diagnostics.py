@@ -38,6 +38,7 @@ def test_diagnostics_on_constructed_predictions():
     assert d["share_loop"] == 0.25
     assert has_loop("the cat sat on the mat the cat sat on the mat the cat sat on the mat")
     assert not has_loop("the cat sat on the mat")
+    assert has_loop("，" * 32)  # a run of full-width commas (seen from a tiny SFT model)
 
 
 def test_echo_is_scored_like_a_model():

@@ -178,3 +178,10 @@ def test_predictions_written_per_model_and_set(tmp_path):
     lines = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()]
     assert path.name == "base__laws.jsonl" and len(lines) == 12
     assert {"id", "set", "model", "cluster", "prediction", "scores"} <= set(lines[0])
+
+
+def test_markdown_table_cells_stay_on_one_line(tmp_path):
+    from soaes.report.render import render_markdown
+
+    md = render_markdown([("table", ["a", "b"], [["line one\nline two", "x|y"]])], tmp_path)
+    assert "| line one line two | x\\|y |" in md

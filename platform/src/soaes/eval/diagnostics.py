@@ -19,7 +19,8 @@ from typing import Any
 
 LOOP_N = 4  # a loop: some n-gram of this many tokens ...
 LOOP_REPEATS = 3  # ... occurring at least this many times
-_CJK = re.compile(r"[\u4e00-\u9fff]")
+# CJK ideographs, CJK punctuation and full-width forms: text with any is split into characters.
+_CJK = re.compile(r"[\u3000-\u303f\u4e00-\u9fff\uff00-\uffef]")
 _CN_DIGITS = {"零": 0, "〇": 0, "一": 1, "二": 2, "两": 2, "三": 3, "四": 4}
 _CN_DIGITS |= {"五": 5, "六": 6, "七": 7, "八": 8, "九": 9}
 _CN_UNITS = {"十": 10, "百": 100, "千": 1000}
@@ -30,7 +31,10 @@ _PRC = "中华人民共和国"
 
 
 def text_tokens(text: str) -> list[str]:
-    """Characters of Chinese text (no spaces), lowercased words otherwise."""
+    """Characters of Chinese text (no spaces), lowercased words otherwise.
+
+    Full-width punctuation counts as Chinese: ``，，，，`` is a loop of characters.
+    """
     if _CJK.search(text):
         return [c for c in text if not c.isspace()]
     return text.lower().split()

@@ -39,7 +39,7 @@ def retention_claim(ret: Retention | None) -> Claim:
         return Claim(
             claim=claim, paper="99.8%", ours=fmt_ratio(acc, pct=True), verdict=why, value=None
         )
-    ours = f"{h.metric}: {fmt_ratio(h, pct=True)}"
+    ours = f"{h.metric}: {fmt_ratio(h, pct=h.metric.startswith('MMLU'))}"
     return Claim(claim=claim, paper="99.8%", ours=ours, verdict=h.verdict, value=h.ratio)
 
 
