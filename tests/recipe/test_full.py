@@ -142,3 +142,16 @@ def test_full_tiny_runs_end_to_end_and_resumes(tiny_recipe):
     # a second run reuses every finished stage; a changed upstream re-runs what follows it
     second = run_full(cfg)
     assert [s["status"] for s in second["stages"]] == ["skipped"] * 9
+
+
+def test_eval_sets_of_the_sft_data_are_wired_each_on_its_own(tmp_path):
+    cfg = load_config(ROOT / "pipelines" / "full_tiny.yaml", [f"output_dir={tmp_path}"])
+    sets = tmp_path / "data_sft" / "eval_sets"
+    sets.mkdir(parents=True)
+    for name in ("law_withheld", "insurance_zh"):
+        (sets / f"{name}.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    (ev,) = [s for s in plan(cfg, final_sft_stage="stage2_domain") if s.name == "eval"]
+    ecfg = load_config(ROOT / ev.ref.pipeline, [*ev.ref.overrides, *ev.wiring])
+    assert [q.name for q in ecfg.qa] == ["domain", "insurance_zh", "law_withheld"]
+    assert all(q.limit == cfg.qa_limit for q in ecfg.qa)
+    assert set(ecfg.report.train_runs) == {"base_sft", "cpt_sft", "single_stage"}
