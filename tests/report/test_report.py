@@ -185,3 +185,14 @@ def test_markdown_table_cells_stay_on_one_line(tmp_path):
 
     md = render_markdown([("table", ["a", "b"], [["line one\nline two", "x|y"]])], tmp_path)
     assert "| line one line two | x\\|y |" in md
+
+
+def test_spec_measurements_at_parity_or_not():
+    from soaes.report.schema import Acceptance
+    from soaes.report.sections_runtime import measurement_differences
+
+    rows = [{"k": 2}]
+    a = Acceptance(target="t", num_prompts=4, max_tokens=16, rows=rows)
+    assert measurement_differences(a, a.model_copy(update={"draft": "init"})) == []
+    b = Acceptance(target="t", num_prompts=8, max_tokens=16, rows=rows)
+    assert measurement_differences(a, b) == ["prompts: 4 vs 8"]

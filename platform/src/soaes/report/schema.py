@@ -206,6 +206,10 @@ class AcceptanceRow(Open):
 class Acceptance(Open):
     """An acceptance measurement (measure_acceptance summary or spec_decode.json)."""
 
+    target: str | None = Field(default=None, description="Target model.")
+    draft: str | None = Field(default=None, description="Draft model.")
+    num_prompts: int | None = Field(default=None, description="Prompts measured.")
+    max_tokens: int | None = Field(default=None, description="Tokens per prompt.")
     best_k: int | None = Field(default=None, description="Best k.")
     num_speculative_tokens: int | None = Field(default=None, description="k when one.")
     c: float | None = Field(default=None, description="Draft/target step-cost ratio.")

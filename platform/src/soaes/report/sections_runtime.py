@@ -5,7 +5,7 @@ from __future__ import annotations
 from soaes.report.claims import PAPER, best_row
 from soaes.report.fmt import NOT_RUN, fmt_num
 from soaes.report.render import Block, line_plot
-from soaes.report.schema import Acceptance, LossCurves, Results, Serving
+from soaes.report.schema import Acceptance, LossCurves, Results, Serving, Speculative
 
 _SPEC_HEAD = [
     "draft",
@@ -70,6 +70,33 @@ def _spec_figures(variants: dict[str, Acceptance]) -> list[Block]:
     return out
 
 
+def measurement_differences(a: Acceptance, b: Acceptance) -> list[str]:
+    """Where two acceptance measurements differ (target, prompts, tokens, k): empty at parity."""
+    out = [
+        f"{name}: {x} vs {y}"
+        for name, x, y in (
+            ("target", a.target, b.target),
+            ("prompts", a.num_prompts, b.num_prompts),
+            ("max tokens", a.max_tokens, b.max_tokens),
+            ("k", [r.k for r in a.rows], [r.k for r in b.rows]),
+        )
+        if x != y
+    ]
+    return out
+
+
+def _parity_line(spec: Speculative) -> Block:
+    if spec.undistilled is None or spec.distilled is None:
+        return ("p", "Undistilled draft: not measured.")
+    diff = measurement_differences(spec.distilled, spec.undistilled)
+    d = spec.distilled
+    same = f"same target, {d.num_prompts} prompts x {d.max_tokens} tokens, same k"
+    return (
+        "p",
+        f"Distilled vs undistilled: {same if not diff else 'NOT comparable: ' + '; '.join(diff)}.",
+    )
+
+
 def speculative_blocks(res: Results) -> list[Block]:
     """Acceptance and speed-up per k for each draft, with figures."""
     blocks: list[Block] = [("h2", "Speculative decoding with the distilled draft")]
@@ -89,6 +116,7 @@ def speculative_blocks(res: Results) -> list[Block]:
             "p",
             f"Paper: {lo}-{hi}x faster, outputs unchanged. Draft/target step-cost ratio c = {fmt_num(spec.distilled.c)}.",
         ),
+        _parity_line(spec),
         ("table", _SPEC_HEAD, rows),
         *_spec_figures(variants),
     ]
