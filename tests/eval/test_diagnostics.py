@@ -73,6 +73,13 @@ def test_eval_set_line_format_and_legacy_defaults():
     assert err is None
     it = normalize_item(obj, 3)
     assert it["cluster"] == "law:民法典:12" and it["id"] == "a1" and it["scoring"] == "article_id"
+    withheld = (
+        '{"id": "law_withheld:9", "set": "law_withheld", "question": "q", "answer": "a", '
+        '"cluster": "law_article:9", "law": null, "article_no": null, "scoring": "overlap", '
+        '"phrasing": "p", "seen_in_training": "none", "lang": "zh"}'
+    )
+    obj, err = parse_qa_line(withheld.encode())
+    assert err is None and normalize_item(obj, 1)["cluster"] == "law_article:9"
     legacy = normalize_item({"question": "q", "answer": "a"}, 7)
     assert legacy["id"] == "7" and legacy["cluster"] == "7" and legacy["scoring"] == "overlap"
     _, err = parse_qa_line(b'{"question": "q", "answer": "a", "scoring": "article_id"}')

@@ -196,3 +196,16 @@ def test_spec_measurements_at_parity_or_not():
     assert measurement_differences(a, a.model_copy(update={"draft": "init"})) == []
     b = Acceptance(target="t", num_prompts=8, max_tokens=16, rows=rows)
     assert measurement_differences(a, b) == ["prompts: 4 vs 8"]
+
+
+def test_disclosure_reads_the_eval_sets_strings():
+    from soaes.report.domain import disclosure
+
+    assert disclosure([{"seen_in_training": "cpt_text"}] * 2).startswith(
+        "recall: every answer appears in a training corpus (cpt_text)"
+    )
+    assert disclosure([{"seen_in_training": "none"}] * 2).startswith("withheld")
+    assert disclosure([{"seen_in_training": True}, {"seen_in_training": "none"}]).startswith(
+        "mixed: 1 of 2"
+    )
+    assert disclosure([{}]).startswith("not stated")

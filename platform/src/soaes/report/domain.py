@@ -12,7 +12,7 @@ from typing import Any
 
 from soaes.eval.diagnostics import echo_predictions, generation_diagnostics
 from soaes.eval.qa import score_items
-from soaes.report.measures import CORPUS_ONLY, Boot, ratio
+from soaes.report.measures import CORPUS_ONLY, Boot, is_seen, ratio
 from soaes.report.schema import DomainRow, DomainSet, ModelResult, Ratio, Sample
 
 ECHO = "echo"
@@ -41,12 +41,14 @@ def disclosure(items: Sequence[dict[str, Any]]) -> str:
     seen = [it["seen_in_training"] for it in items if "seen_in_training" in it]
     if len(seen) < len(items):
         return "not stated (legacy set: its answers may appear in training data)"
-    k = sum(map(bool, seen))
+    k = sum(map(is_seen, seen))
+    corpora = sorted({str(v) for v in seen if is_seen(v) and isinstance(v, str)})
+    where = f" ({', '.join(corpora)})" if corpora else ""
     if k == len(items):
-        return "recall: every answer appears in a training corpus"
+        return f"recall: every answer appears in a training corpus{where}"
     if k == 0:
         return "withheld: no answer appears in any training corpus"
-    return f"mixed: {k} of {len(items)} answers appear in a training corpus"
+    return f"mixed: {k} of {len(items)} answers appear in a training corpus{where}"
 
 
 def main_score(m: ModelResult, set_name: str) -> float:

@@ -26,6 +26,17 @@ from soaes.report.schema import (
 CORPUS_ONLY = {("sacrebleu", "bleu-4")}
 
 
+NOT_SEEN = ("none", "no", "")
+
+
+def is_seen(value: bool | str | None) -> bool:
+    """An item's ``seen_in_training``: a bool, or the corpus it was seen in (``cpt_text``,
+    ...), ``"none"`` when withheld."""
+    if isinstance(value, str):
+        return value.strip().lower() not in NOT_SEEN
+    return bool(value)
+
+
 @dataclass(frozen=True)
 class Boot:
     """Bootstrap settings (from the eval config's ``retention`` block)."""
@@ -63,7 +74,7 @@ def set_scores(raw: dict[str, Any], items: Sequence[dict[str, Any]]) -> SetScore
         n_items=raw["n_items"],
         n_clusters=len({it["cluster"] for it in items}),
         n_malformed=raw["n_malformed"],
-        n_seen_in_training=sum(map(bool, seen)) if len(seen) == len(items) else None,
+        n_seen_in_training=sum(map(is_seen, seen)) if len(seen) == len(items) else None,
         scores={  # numbers only (score_corpus also names its convention)
             conv: {k: v for k, v in d.items() if isinstance(v, int | float)}
             for conv, d in raw["scores"].items()
