@@ -45,7 +45,7 @@ PIPELINES = [
         ["stages=[{name: stage1_chat, sources: [{name: chatterbot_zh}]}]"],
     ),
     (
-        "soaes.eval.runner",
+        "soaes.report.pipeline",
         "eval_tiny.yaml",
         [
             "qa=[]",

@@ -21,20 +21,25 @@ MODELS = ("base", "cpt", "base_sft", "cpt_sft", "single_stage")
 def test_eval_pipeline_tiny(tiny_recipe):
     from soaes.eval.loglik import load_causal_lm
     from soaes.eval.retention import load_mmlu, score_mmlu, stratified_subset
-    from soaes.eval.runner import run_eval
+    from soaes.report.pipeline import run_eval
+    from soaes.report.write import read_results
 
     out = tiny_recipe.stage("eval")
     cfg = load_config(out / "config.resolved.yaml")
-    res = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert tuple(res["models"]) == MODELS
-    n_qa = res["models"]["base"]["qa"]["domain"]["n_items"]
+    res = read_results(out / "results.json")
+    assert tuple(res.models) == (*MODELS, "echo")
+    n_qa = res.models["base"].qa["domain"].n_items
     assert 0 < n_qa <= cfg.qa[0].limit
     for name in MODELS:
-        m = res["models"][name]
-        assert m["qa"]["domain"]["n_items"] == n_qa and m["mmlu"]["n"] == 57
-        assert set(m["perplexity"]) == {p.name for p in cfg.perplexity}
-        preds = (out / "models" / name / "qa" / "domain" / "predictions.jsonl").read_text()
-        assert len(preds.splitlines()) == n_qa
+        m = res.models[name]
+        assert m.qa["domain"].n_items == n_qa and m.mmlu.n == 57
+        assert set(m.perplexity) == {p.name for p in cfg.perplexity}
+        d = m.qa["domain"].diagnostics
+        assert d.n == n_qa and d.max_new_tokens == cfg.generation.max_new_tokens
+        assert 0 <= d.share_truncated <= 1 and d.mean_tokens <= cfg.generation.max_new_tokens
+        preds = (out / "predictions" / f"{name}__domain.jsonl").read_text(encoding="utf-8")
+        lines = [json.loads(x) for x in preds.splitlines()]
+        assert len(lines) == n_qa and {"id", "cluster", "finish_reason", "scores"} <= set(lines[0])
         assert len((out / "models" / name / "mmlu.jsonl").read_text().splitlines()) == 57
     # The pipeline's MMLU numbers equal a direct in-process scoring of the same subset.
     base = next(m for m in cfg.models if m.name == "base")
@@ -42,19 +47,21 @@ def test_eval_pipeline_tiny(tiny_recipe):
     direct = score_mmlu(
         model, tok, stratified_subset(load_mmlu(), cfg.mmlu.n_per_subject, cfg.mmlu.seed)
     )
-    assert res["models"]["base"]["mmlu"]["accuracy"] == pytest.approx(
-        sum(r["correct"] for r in direct) / 57
+    assert res.models["base"].mmlu.accuracy == pytest.approx(sum(r["correct"] for r in direct) / 57)
+    acc = next(c for c in res.cpt_retention.cells if c.metric == "MMLU accuracy")
+    assert acc.ratio == pytest.approx(
+        res.models["cpt"].mmlu.accuracy / res.models["base"].mmlu.accuracy
     )
-    ret = res["cpt"]["mmlu_accuracy"]
-    acc = {n: res["models"][n]["mmlu"]["accuracy"] for n in ("base", "cpt")}
-    assert ret["ratio"] == pytest.approx(acc["cpt"] / acc["base"])
-    assert ret["low"] <= ret["ratio"] <= ret["high"]
-    assert res["retention"]["models"]["cpt"]["mmlu_accuracy"] == ret
+    assert "higher" not in acc.verdict
+    (domain,) = [d for d in res.domain if d.name == "domain"]
+    assert {r.model for r in domain.rows} == {*MODELS, "echo"}
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Continual pre-training (CPT)" in md and "### General-capability retention" in md
+    assert "| echo | echo |" in md and "Parity (" in md
     assert (out / "report.html").is_file()
     # A second run with unchanged inputs reuses every model's results, numbers identical.
     again = run_eval(cfg)
     assert again["reused"] == list(MODELS)
-    res2 = json.loads((out / "results.json").read_text(encoding="utf-8"))
-    assert res2["models"] == res["models"] and res2["cpt"] == res["cpt"]
+    res2 = read_results(out / "results.json")
+    assert res2.models == res.models
+    assert res2.cpt_retention.model_dump_json() == res.cpt_retention.model_dump_json()

@@ -13,13 +13,12 @@ from soaes.eval.loglik import load_causal_lm
 from soaes.eval.retention import (
     load_mmlu,
     mmlu_pairs,
-    mmlu_retention,
     perplexity_items,
-    ppl_ratio,
     ppl_summary,
     score_mmlu,
     stratified_subset,
 )
+from soaes.eval.stats import cluster_bootstrap_ratio
 
 
 @pytest.fixture(scope="module")
@@ -87,12 +86,15 @@ def test_retention_and_perplexity_intervals(tiny_lm, mmlu_rows):
     before = score_mmlu(model, tok, items, batch_size=8)
     # "After": the same model with one option's verdict flipped on a few items.
     after = [dict(r, correct=1 - r["correct"]) if i % 7 == 0 else r for i, r in enumerate(before)]
-    ret = mmlu_retention(before, after, n_boot=500, seed=0)
+    ret = cluster_bootstrap_ratio(
+        [r["correct"] for r in before], [r["correct"] for r in after], n_boot=500
+    )
     acc_b = sum(r["correct"] for r in before) / len(before)
     acc_a = sum(r["correct"] for r in after) / len(after)
     assert ret["ratio"] == pytest.approx(acc_a / acc_b)
     assert ret["low"] <= ret["ratio"] <= ret["high"] and ret["n"] == 57
-    assert mmlu_retention(before, before, n_boot=200)["ratio"] == 1.0
+    same = [r["correct"] for r in before]
+    assert cluster_bootstrap_ratio(same, same, n_boot=200)["ratio"] == 1.0
 
     texts = [
         "中华人民共和国公司法规定了公司的设立和组织机构。",
@@ -103,7 +105,8 @@ def test_retention_and_perplexity_intervals(tiny_lm, mmlu_rows):
     assert summary["n_docs"] == 2 and summary["n_tokens"] == sum(d["tokens"] for d in docs)
     # A random 2,051-token model is near uniform: perplexity in the vocabulary's range.
     assert 100 < summary["ppl"] < 20_000
-    same = ppl_ratio(docs, docs, n_boot=200)
+    nll, tokens = [d["nll"] for d in docs], [d["tokens"] for d in docs]
+    same = cluster_bootstrap_ratio(nll, nll, weights=tokens, transform="exp_mean", n_boot=200)
     assert same["ratio"] == pytest.approx(1.0) and same["low"] <= 1.0 <= same["high"]
 
 

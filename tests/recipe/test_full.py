@@ -105,8 +105,8 @@ def test_summary_table_lists_each_stage_with_its_wall_time():
 @pytest.mark.recipe
 @pytest.mark.timeout(1500)
 def test_full_tiny_runs_end_to_end_and_resumes(tiny_recipe):
-    from soaes.eval.report import NOT_RUN
     from soaes.recipe.full import run_full
+    from soaes.report.fmt import NOT_RUN
 
     assert tiny_recipe.error is None, tiny_recipe.error
     out, cfg, first = tiny_recipe.out, tiny_recipe.cfg, tiny_recipe.summary
@@ -116,18 +116,29 @@ def test_full_tiny_runs_end_to_end_and_resumes(tiny_recipe):
     html = (out / "report.html").read_text()
     for section in (
         "models",
+        "domain",
+        "samples",
         "retention",
-        "cpt",
-        "progressive",
+        "cpt_retention",
+        "comparisons",
         "speculative",
         "serving",
         "loss_curves",
+        "headline",
     ):
         assert report.get(section), f"report section {section} is empty"
     assert NOT_RUN not in md and "<img" in html
     figures = re.findall(r"\]\((figures/[^)]+\.png)\)", md)
     assert figures and all((out / f).is_file() for f in figures)
-    assert set(report["models"]) == {"base", "cpt", "base_sft", "cpt_sft", "single_stage"}
+    assert set(report["models"]) == {"base", "cpt", "base_sft", "cpt_sft", "single_stage", "echo"}
+    # each ablation carries its parity table, read from the SFT runs' data_seen.json
+    parities = {c["key"]: c["parity"] for c in report["comparisons"]}
+    assert set(parities) == {"cpt_downstream", "progressive"}
+    assert all(p and len(p["arms"]) == 2 for p in parities.values()), parities
+    assert all(
+        (out / arm / st / "data_seen.json").is_file()
+        for arm, st in (("sft_cpt", "stage1_chat"), ("sft_single", "mixed"))
+    )
     curves = report["loss_curves"]
     assert set(curves) == {
         "cpt",
@@ -147,3 +158,19 @@ def test_full_tiny_runs_end_to_end_and_resumes(tiny_recipe):
     # a second run reuses every finished stage; a changed upstream re-runs what follows it
     second = run_full(cfg)
     assert [s["status"] for s in second["stages"]] == ["skipped"] * 9
+
+
+def test_eval_sets_of_the_sft_data_are_wired_each_on_its_own(tmp_path):
+    cfg = load_config(ROOT / "pipelines" / "full_tiny.yaml", [f"output_dir={tmp_path}"])
+    sets = tmp_path / "data_sft" / "eval_sets"
+    sets.mkdir(parents=True)
+    for name in ("law_withheld", "insurance_zh"):
+        (sets / f"{name}.jsonl").write_text('{"question": "q", "answer": "a"}\n')
+    (ev,) = [s for s in plan(cfg, final_sft_stage="stage2_domain") if s.name == "eval"]
+    ecfg = stage_config(ev, cfg)
+    # the eval sets replace the mixed "domain" test split; the headline uses the first set
+    # when there is no law_recall set
+    assert [q.name for q in ecfg.qa] == ["insurance_zh", "law_withheld"]
+    assert ecfg.roles.qa_set == "insurance_zh"
+    assert all(q.limit == cfg.qa_limit for q in ecfg.qa)
+    assert set(ecfg.report.train_runs) == {"base_sft", "cpt_sft", "single_stage"}

@@ -31,7 +31,12 @@ class EvalModelConfig(StrictModel):
 
 
 class QASetConfig(StrictModel):
-    """A held-out Q&A set: a jsonl with ``question``/``answer`` lines, or a built-in sample."""
+    """A held-out Q&A set: a jsonl with ``question``/``answer`` lines, or a built-in sample.
+
+    Lines may also carry ``id``, ``cluster`` (source document), ``scoring`` (``overlap`` or
+    ``article_id`` with ``law`` and ``article_no``) and ``seen_in_training``: the format of
+    ``<data_sft out>/eval_sets/<set>.jsonl``. Each set is reported on its own.
+    """
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Label of the set in the report.")
     path: str | None = Field(
@@ -168,6 +173,11 @@ class ReportInputsConfig(StrictModel):
     )
     loss_curves: dict[str, str] = Field(
         default_factory=dict, description="Label -> metrics.jsonl of a training run."
+    )
+    train_runs: dict[str, str] = Field(
+        default_factory=dict,
+        description="Model name -> its SFT run folder (summary.json + <stage>/data_seen.json), "
+        "for the parity table of each ablation.",
     )
 
 

@@ -44,7 +44,7 @@ PIPELINES: dict[str, PipelineKind] = {
         PipelineKind(CPTConfig, "soaes.train.cpt:run_cpt"),
         PipelineKind(SFTConfig, "soaes.train.sft:run_sft"),
         PipelineKind(DistillConfig, "soaes.recipe.distill:run_distill_pipeline"),
-        PipelineKind(EvalConfig, "soaes.eval.runner:run_eval"),
+        PipelineKind(EvalConfig, "soaes.report.pipeline:run_eval"),
         PipelineKind(FullConfig, "soaes.recipe.full:run_full"),
     )
 }

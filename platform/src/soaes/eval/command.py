@@ -43,7 +43,10 @@ def format_scores(summary: dict) -> str:
     """A small text table: one row per convention, one column per metric."""
     lines = [f"{'convention':<11}" + "".join(f"{m:>9}" for m in METRIC_NAMES)]
     for conv in ("jieba", "sacrebleu"):
-        lines.append(f"{conv:<11}" + "".join(f"{summary[conv][m]:>9.2f}" for m in METRIC_NAMES))
+        if conv in summary:
+            lines.append(f"{conv:<11}" + "".join(f"{summary[conv][m]:>9.2f}" for m in METRIC_NAMES))
+    if "article_id" in summary:  # an article_id set: share naming the right law and article
+        lines.append(f"{'article_id':<11}{summary['article_id']['correct']:>9.3f} (share correct)")
     return "\n".join(lines)
 
 

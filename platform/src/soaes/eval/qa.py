@@ -3,7 +3,12 @@
 Input: a jsonl file, one object a line with string ``question`` and ``answer`` (extra fields
 are kept in the per-item output). Malformed lines (bad UTF-8, bad JSON, not an object,
 missing or empty fields) are reported with their line number and reason and skipped; the
-rest are scored. The SFT data pipeline writes such files as ``<sft dir>/<stage>/test/qa.jsonl``.
+rest are scored. The SFT data pipeline writes such files as ``<sft dir>/<stage>/test/qa.jsonl``
+and the eval sets as ``<sft dir>/eval_sets/<set>.jsonl``, whose lines also carry ``id``,
+``cluster`` (the source document: the bootstrap resamples clusters), ``scoring``
+(``overlap``: ROUGE/BLEU against the answer; ``article_id``: the prediction must name
+``law`` and ``article_no``) and ``seen_in_training``. Missing, they default to the line
+number, the item itself, ``overlap`` and unknown.
 """
 
 from __future__ import annotations
@@ -16,9 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from soaes.config.inference import EngineConfig
+from soaes.eval.diagnostics import article_id_score
 from soaes.eval.metrics import CONVENTIONS, score_corpus, score_pair
 
 log = logging.getLogger(__name__)
+
+SCORINGS = ("overlap", "article_id")
 
 
 def parse_qa_line(raw: bytes) -> tuple[dict | None, str | None]:
@@ -33,12 +41,28 @@ def parse_qa_line(raw: bytes) -> tuple[dict | None, str | None]:
         return None, f"invalid JSON: {e.msg} (column {e.colno})"
     if not isinstance(obj, dict):
         return None, f"expected a JSON object, got {type(obj).__name__}"
-    for field in ("question", "answer"):
+    scoring = obj.get("scoring", "overlap")
+    if scoring not in SCORINGS:
+        return None, f"field 'scoring' must be one of {SCORINGS}, got {scoring!r}"
+    needed = ("question", "answer") + (("law", "article_no") if scoring == "article_id" else ())
+    for field in needed:
         if field not in obj:
             return None, f"missing field {field!r}"
         if not isinstance(obj[field], str) or not obj[field].strip():
             return None, f"field {field!r} must be a non-empty string"
     return obj, None
+
+
+def normalize_item(obj: dict, line: int) -> dict:
+    """An item with ``id``, ``cluster``, ``scoring`` and ``line`` always present (as strings)."""
+    item_id = str(obj.get("id", line))
+    return {
+        **obj,
+        "id": item_id,
+        "cluster": str(obj.get("cluster", item_id)),
+        "scoring": obj.get("scoring", "overlap"),
+        "line": line,
+    }
 
 
 def load_qa(path: str | Path, limit: int | None = None) -> tuple[list[dict], list[dict]]:
@@ -61,7 +85,7 @@ def load_qa(path: str | Path, limit: int | None = None) -> tuple[list[dict], lis
             if reason:
                 bad.append({"line": n, "reason": reason})
             elif limit is None or len(items) < limit:
-                items.append({**obj, "line": n})
+                items.append(normalize_item(obj, n))
     return items, bad
 
 
@@ -85,6 +109,9 @@ def laws_qa_sample(n: int, seed: int = 0) -> list[dict]:
             "question": f"《{law}》{no}规定了什么？",
             "answer": text.strip(),
             "source_id": f"laws:{aid}",
+            "id": f"laws:{aid}",
+            "cluster": law,  # articles of one law are not independent items
+            "scoring": "overlap",
             "line": i + 1,
         }
         for i, (aid, law, no, text) in enumerate(picked)
@@ -161,12 +188,36 @@ def generate_answers(
     ]
 
 
+def score_item(item: dict, prediction: str) -> dict[str, dict[str, float]]:
+    """``{convention: {metric: value}}`` of one answer: both overlap conventions, or
+    ``{"article_id": {"correct": 0|1}}`` for an ``article_id`` item."""
+    if item.get("scoring", "overlap") == "article_id":
+        return {
+            "article_id": {"correct": article_id_score(prediction, item["law"], item["article_no"])}
+        }
+    return {c: score_pair(prediction, item["answer"], c) for c in CONVENTIONS}
+
+
 def score_items(items: Sequence[dict], generations: Sequence[dict]) -> tuple[list[dict], dict]:
-    """Per-item records (input fields + generation + scores) and aggregates per convention."""
-    per_item = []
-    for it, gen in zip(items, generations, strict=True):
-        scores = {c: score_pair(gen["prediction"], it["answer"], c) for c in CONVENTIONS}
-        per_item.append({**it, **gen, "scores": scores})
+    """Per-item records (input fields + generation + scores) and aggregates per convention.
+
+    Overlap sets aggregate in both conventions (sacrebleu's BLEU over the corpus); an
+    ``article_id`` set as its share correct. A set mixes no scorings.
+    """
+    kinds = {it.get("scoring", "overlap") for it in items}
+    if len(kinds) > 1:
+        raise ValueError(f"a Q&A set mixes scorings {sorted(kinds)}: split it into sets")
+    per_item = [
+        {**it, **gen, "scores": score_item(it, gen["prediction"])}
+        for it, gen in zip(items, generations, strict=True)
+    ]
+    if kinds == {"article_id"}:
+        n = max(len(per_item), 1)
+        return per_item, {
+            "article_id": {
+                "correct": sum(r["scores"]["article_id"]["correct"] for r in per_item) / n
+            }
+        }
     hyps = [g["prediction"] for g in generations]
     refs = [it["answer"] for it in items]
     return per_item, {c: score_corpus(hyps, refs, c) for c in CONVENTIONS}

@@ -9,7 +9,7 @@ option with the highest log p(option | prompt) is the model's answer.
 Perplexity is measured on held-out general (and domain) text: the last documents of a
 built-in source, or the CPT data pipeline's packed validation blocks.
 
-Retention = after / before, with a paired bootstrap confidence interval over items.
+Retention = after / before, with a clustered paired bootstrap interval (soaes.eval.stats).
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from soaes.eval.loglik import continuation_logprobs, sequence_nll
-from soaes.eval.metrics import paired_bootstrap_ratio
 
 log = logging.getLogger(__name__)
 
@@ -210,55 +209,3 @@ def ppl_summary(items: Sequence[dict]) -> dict:
         "n_tokens": tokens,
     }
 
-
-def mmlu_retention(
-    before: Sequence[dict],
-    after: Sequence[dict],
-    n_boot: int = 1000,
-    seed: int = 0,
-    ci: float = 0.95,
-    metric: str = "correct",
-) -> dict:
-    """Retention after/before of MMLU accuracy (or ``p_correct``), paired over item ids."""
-    a = {r["id"]: r for r in after}
-    common = [r for r in before if r["id"] in a]
-    if not common:
-        raise ValueError("mmlu_retention: the two runs share no item ids")
-    return {
-        "metric": f"mmlu_{'accuracy' if metric == 'correct' else metric}",
-        **paired_bootstrap_ratio(
-            [r[metric] for r in common],
-            [a[r["id"]][metric] for r in common],
-            n_boot=n_boot,
-            seed=seed,
-            ci=ci,
-        ),
-    }
-
-
-def ppl_ratio(
-    before: Sequence[dict],
-    after: Sequence[dict],
-    n_boot: int = 1000,
-    seed: int = 0,
-    ci: float = 0.95,
-) -> dict:
-    """Perplexity after/before (below 1: better) with a paired bootstrap CI over documents.
-
-    Both runs must have scored the same documents in the same order; token counts can differ
-    only if the tokenizers differ, in which case the ratio is not meaningful and this raises.
-    """
-    if [d["tokens"] for d in before] != [d["tokens"] for d in after]:
-        raise ValueError("ppl_ratio: the runs scored different token counts (other tokenizer?)")
-    return {
-        "metric": "perplexity",
-        **paired_bootstrap_ratio(
-            [d["nll"] for d in before],
-            [d["nll"] for d in after],
-            weights=[d["tokens"] for d in before],
-            n_boot=n_boot,
-            seed=seed,
-            ci=ci,
-            transform="exp_mean",
-        ),
-    }

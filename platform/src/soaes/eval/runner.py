@@ -1,11 +1,10 @@
-"""The ``eval`` pipeline: every model on the Q&A sets, MMLU and perplexity, then a report.
+"""The ``eval`` pipeline's measurements: every model on the Q&A sets, MMLU and perplexity.
 
 Each model is evaluated in its own Ray task (``max_calls=1``: the worker process exits
 afterwards, so vLLM's engine and the transformers weights are freed before the next model).
 Inside the task: one vLLM engine answers every Q&A set, then one transformers copy of the
-model scores MMLU options and perplexity. The driver pairs the per-item results into
-retention ratios with bootstrap intervals, fills the report's results dict and writes
-``results.json`` + ``report.{md,html,json}``. A model whose checkpoint files, items and
+model scores MMLU options and perplexity. :mod:`soaes.report.pipeline` runs this and turns
+the per-item results into the typed results and the report. A model whose checkpoint files, items and
 settings are unchanged since its last evaluation in the same output folder is not evaluated
 again (``reuse_results``), so a failed multi-model run resumes where it stopped.
 """
@@ -25,6 +24,7 @@ from soaes.eval.qa import write_json, write_jsonl
 log = logging.getLogger(__name__)
 
 CACHE_FILE = "result_full.json"
+RESULT_FORMAT = 2  # bump when a model's result dict changes shape: old caches are not reused
 
 
 def load_qa_sets(cfg: EvalConfig) -> dict[str, dict]:
@@ -69,7 +69,7 @@ def load_ppl_sets(cfg: EvalConfig) -> dict[str, dict]:
 
 def _qa_part(m: EvalModelConfig, cfg: EvalConfig, qa_sets: dict, out: Path) -> dict:
     """One vLLM engine answers every set; each set is scored and written on its own."""
-    from soaes.eval.qa import generate_answers, score_items
+    from soaes.eval.qa import generate_answers
 
     if not qa_sets or "qa" not in m.tasks:
         return {}
@@ -89,20 +89,31 @@ def _qa_part(m: EvalModelConfig, cfg: EvalConfig, qa_sets: dict, out: Path) -> d
     for name, s in qa_sets.items():
         part = gens[start : start + len(s["items"])]
         start += len(s["items"])
-        per_item, agg = score_items(s["items"], part)
-        write_jsonl(out / "qa" / name / "predictions.jsonl", per_item)
-        write_jsonl(out / "qa" / name / "malformed.jsonl", s["malformed"])
-        summary = {
-            "source": s["source"],
-            "n_items": len(per_item),
-            "n_malformed": len(s["malformed"]),
-            **agg,
-        }
-        write_json(out / "qa" / name / "scores.json", summary)
-        result[name] = {**summary, "per_item": [r["scores"] for r in per_item]}
+        result[name] = _score_set(name, s, part, g.max_new_tokens, out)
     tokens = sum(x["output_tokens"] for x in gens)
     log.info("%s: %d answers, %.1f tokens/s", m.name, len(gens), tokens / seconds)
     return result
+
+
+def _score_set(name: str, qa_set: dict, gens: list[dict], max_new_tokens: int, out: Path) -> dict:
+    """One set's scores, answer diagnostics and compact per-item records (also written)."""
+    from soaes.eval.diagnostics import generation_diagnostics
+    from soaes.eval.qa import score_items
+
+    per_item, agg = score_items(qa_set["items"], gens)
+    write_jsonl(out / "qa" / name / "predictions.jsonl", per_item)
+    write_jsonl(out / "qa" / name / "malformed.jsonl", qa_set["malformed"])
+    summary = {
+        "source": qa_set["source"],
+        "scoring": qa_set["items"][0]["scoring"],
+        "n_items": len(per_item),
+        "n_malformed": len(qa_set["malformed"]),
+        "scores": agg,
+        "diagnostics": generation_diagnostics(per_item, max_new_tokens),
+    }
+    write_json(out / "qa" / name / "scores.json", summary)
+    keep = ("id", "cluster", "prediction", "finish_reason", "output_tokens", "scores")
+    return {**summary, "per_item": [{k: r[k] for k in keep} for r in per_item]}
 
 
 def _lm_part(
@@ -158,7 +169,8 @@ def model_cache_key(
     body = {
         "model": m.model_dump(),
         "files": files,
-        "qa": {k: [[i["question"], i["answer"]] for i in s["items"]] for k, s in qa_sets.items()},
+        "qa": {k: s["items"] for k, s in qa_sets.items()},
+        "result_format": RESULT_FORMAT,
         "mmlu": [cfg.mmlu.scoring, [r["id"] for r in mmlu_items]],
         "ppl": ppl_sets,
         "generation": cfg.generation.model_dump(),
@@ -252,16 +264,18 @@ def _run_models(
     return {m.name: results[m.name] for m in cfg.models}, reused
 
 
-def run_eval(cfg: EvalConfig) -> dict:
-    """Runner of the ``eval`` pipeline kind; returns a summary (printed by ``soaes run``)."""
-    from soaes.config.loader import config_hash, save_resolved
-    from soaes.eval.compare import build_results
-    from soaes.eval.report import headline, write_report
+def evaluate_all(cfg: EvalConfig) -> tuple[dict, list[str], dict]:
+    """Load the sets, connect to Ray and evaluate every model (reusing unchanged ones).
+
+    Returns:
+        Per-model results (per-item data included), the reused model names, and the Q&A
+        sets (their items, for the report's baselines and samples).
+    """
+    from soaes.config.loader import save_resolved
     from soaes.eval.retention import load_mmlu, stratified_subset
     from soaes.ray_env import connect
 
-    out = Path(cfg.output_dir)
-    save_resolved(cfg, out)
+    save_resolved(cfg, Path(cfg.output_dir))
     connect(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.include_dashboard)
     qa_sets, ppl_sets = load_qa_sets(cfg), load_ppl_sets(cfg)
     mmlu_items = []
@@ -269,18 +283,8 @@ def run_eval(cfg: EvalConfig) -> dict:
         mmlu_items = stratified_subset(
             load_mmlu(cfg.mmlu.path), cfg.mmlu.n_per_subject, cfg.mmlu.seed
         )
+        log.info(
+            "MMLU subset: %d questions (%d per subject)", len(mmlu_items), cfg.mmlu.n_per_subject
+        )
     per_model, reused = _run_models(cfg, qa_sets, mmlu_items, ppl_sets)
-    results = build_results(cfg, per_model)
-    results["config_hash"] = config_hash(cfg)
-    write_json(out / "results.json", results)
-    paths = write_report(results, out)
-    return {
-        "output_dir": str(out),
-        "models": list(per_model),
-        "reused": reused,
-        "report": {k: str(v) for k, v in paths.items()},
-        "headline": {
-            c["claim"]: f"{c['ours']} (paper {c['paper']}): {c['verdict']}"
-            for c in headline(results)
-        },
-    }
+    return per_model, reused, qa_sets

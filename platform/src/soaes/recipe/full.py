@@ -121,7 +121,6 @@ def _eval_models(cfg: FullConfig, o: dict[str, str]) -> tuple[list[EvalModelConf
         "cpt_sft": "cpt_sft",
         "progressive": "cpt_sft",
         "single_stage": "single_stage",
-        "qa_set": "domain",
     }
     if cfg.base_sft_arm:
         models.insert(2, EvalModelConfig(name="base_sft", path=f"{o['sft_base']}/hf"))
@@ -132,7 +131,12 @@ def _eval_models(cfg: FullConfig, o: dict[str, str]) -> tuple[list[EvalModelConf
 def _eval_qa_sets(
     cfg: FullConfig, o: dict[str, str], final_sft_stage: str | None
 ) -> list[QASetConfig]:
-    """The held-out Q&A sets the eval stage scores (the SFT pipeline's last stage's test split)."""
+    """The held-out Q&A sets the eval stage scores: the data_sft pipeline's eval sets
+    (law_recall, law_withheld, scenario_article, insurance_zh), each reported on its own;
+    without them, the SFT pipeline's last stage's test split as one ``domain`` set."""
+    sets = sorted(Path(o["data_sft"]).glob("eval_sets/*.jsonl"))
+    if sets:
+        return [QASetConfig(name=p.stem, path=str(p), limit=cfg.qa_limit) for p in sets]
     path = f"{o['data_sft']}/{final_sft_stage or 'UNKNOWN'}/test/qa.jsonl"
     return [QASetConfig(name="domain", path=path, limit=cfg.qa_limit)]
 
@@ -150,11 +154,18 @@ def _eval_report_inputs(cfg: FullConfig, o: dict[str, str]) -> ReportInputsConfi
             **_sft_curves("sft_single", cfg.sft_single, o),
             "distill": f"{o['distill']}/metrics.jsonl",
         },
+        train_runs={"cpt_sft": o["sft_cpt"], "single_stage": o["sft_single"]}
+        | ({"base_sft": o["sft_base"]} if cfg.base_sft_arm else {}),
     )
 
 
 def _eval_wiring(cfg: FullConfig, o: dict[str, str], final_sft_stage: str | None) -> dict:
     models, roles = _eval_models(cfg, o)
+    qa = _eval_qa_sets(cfg, o, final_sft_stage)
+    # The headline comparisons use recall of CPT text when that set exists (knowledge
+    # injection is what CPT claims); every other set has its own table in the report.
+    names = [q.name for q in qa]
+    roles = roles.model_copy(update={"qa_set": "law_recall" if "law_recall" in names else names[0]})
     ppl = [
         PerplexitySetConfig(
             name=f"{g}_heldout", group=g, validation_dir=f"{o['data_cpt']}/validation/{g}"
@@ -164,7 +175,7 @@ def _eval_wiring(cfg: FullConfig, o: dict[str, str], final_sft_stage: str | None
     return {
         "output_dir": o["eval"],
         "models": models,
-        "qa": _eval_qa_sets(cfg, o, final_sft_stage),
+        "qa": qa,
         "perplexity": ppl,
         "roles": roles,
         "report": _eval_report_inputs(cfg, o),

@@ -30,6 +30,7 @@ from soaes.config.train import SFTConfig, SFTStageSpec
 from soaes.models.checkpoint import export_meta, is_export, link_export
 from soaes.models.presets import resolve
 from soaes.train.data import count_rows, parquet_dataset, read_rows
+from soaes.train.data_seen import write_data_seen
 from soaes.train.launch import check_run_dir, fit, plan_fields, read_data_manifest, summarize
 from soaes.train.plan import RunInfo, RunPlan
 from soaes.train.worker import causal_lm_worker
@@ -145,7 +146,16 @@ def run_stage(
     datasets = {"train": parquet_dataset(train_dirs, SFT_COLUMNS, cfg.materialize_max_mb)}
     log.info("sft stage %s: %d steps from %s", stage.name, plan.total_steps, init)
     fit(causal_lm_worker, plan, datasets, cfg.scaling, cfg.fault, cfg.checkpoint.keep_last, run_dir)
-    return {"stage": stage.name, "skipped": False, "init_from": init, **summarize(run_dir)}
+    summary = summarize(run_dir)
+    write_data_seen(
+        run_dir,
+        dict(zip(stage.data_names(), train_dirs, strict=True)),
+        summary["steps"] or plan.total_steps,
+        plan.micro_batch_size * cfg.scaling.num_workers * plan.grad_accum_steps,
+        plan.optim,
+        init,
+    )
+    return {"stage": stage.name, "skipped": False, "init_from": init, **summary}
 
 
 def run_sft(cfg: SFTConfig) -> dict[str, Any]:

@@ -37,15 +37,18 @@ def render_markdown(blocks: Sequence[Block], fig_dir: Path, fig_rel: str = "figu
             header, rows = b[1], b[2]
             out.append("| " + " | ".join(header) + " |")
             out.append("|" + "---|" * len(header))
-            out.extend(
-                "| " + " | ".join(str(c).replace("|", "\\|") for c in r) + " |" for r in rows
-            )
+            out.extend("| " + " | ".join(_md_cell(c) for c in r) + " |" for r in rows)
         elif kind == "fig":
             fig_dir.mkdir(parents=True, exist_ok=True)
             (fig_dir / f"{b[1]}.png").write_bytes(b[2])
             out.append(f"![{b[3]}]({fig_rel}/{b[1]}.png)\n\n*{b[3]}*")
         out.append("")
     return "\n".join(out)
+
+
+def _md_cell(c: object) -> str:
+    """A table cell on one line: pipes escaped, line breaks as spaces."""
+    return " ".join(str(c).replace("|", "\\|").split("\n"))
 
 
 def render_html(blocks: Sequence[Block], title: str) -> str:

@@ -1,0 +1,108 @@
+"""The paper's claims beside ours: the headline table."""
+
+from __future__ import annotations
+
+from soaes.report.fmt import fmt_num, fmt_ratio
+from soaes.report.schema import Acceptance, AcceptanceRow, Claim, Comparison, Results, Retention
+
+# SOAEsV2 (arXiv 2505.04723), the figures our results are set beside.
+PAPER = {
+    "general_retention": 0.998,
+    "cpt_downstream": {"rouge-1": 1.08, "bleu-4": 1.17},
+    "progressive": {"rouge-1": 1.02, "bleu-4": 1.06},
+    "speculative_speedup": [1.39, 1.52],
+    "speculative_outputs_identical": True,
+}
+_LABELS = {
+    "cpt_downstream": "CPT+SFT over base+SFT",
+    "progressive": "Progressive over single-stage",
+}
+
+
+def best_row(acc: Acceptance | None) -> AcceptanceRow | None:
+    """The row of the best (or only) k of an acceptance measurement."""
+    if acc is None or not acc.rows:
+        return None
+    k = acc.best_k if acc.best_k is not None else acc.num_speculative_tokens
+    return next((r for r in acc.rows if r.k == k), acc.rows[0])
+
+
+def retention_claim(ret: Retention | None) -> Claim:
+    """General ability after CPT, on the most sensitive informative measure (named)."""
+    claim = "General ability kept after CPT (paper: MMLU accuracy after/before)"
+    if ret is None:
+        return Claim(claim=claim, paper="99.8%", ours="not run", verdict="not run", value=None)
+    h = ret.headline
+    if h is None:
+        acc = next((c for c in ret.cells if c.metric == "MMLU accuracy"), None)
+        why = acc.verdict if acc else "no general-ability measure"
+        return Claim(
+            claim=claim, paper="99.8%", ours=fmt_ratio(acc, pct=True), verdict=why, value=None
+        )
+    ours = f"{h.metric}: {fmt_ratio(h, pct=h.metric.startswith('MMLU'))}"
+    return Claim(claim=claim, paper="99.8%", ours=ours, verdict=h.verdict, value=h.ratio)
+
+
+def comparison_claims(comp: Comparison | None, key: str, qa_set: str | None) -> list[Claim]:
+    """ROUGE-1 and BLEU-4 (jieba) of one ablation on the headline set."""
+    out = []
+    for m, name in (("rouge-1", "ROUGE-1"), ("bleu-4", "BLEU-4")):
+        cells = comp.cells.get(qa_set, []) if comp and qa_set else []
+        cell = next((c for c in cells if c.metric == f"jieba {m}"), None)
+        out.append(
+            Claim(
+                claim=f"{_LABELS[key]}: {name} (jieba convention, set {qa_set})",
+                paper=f"{PAPER[key][m]:.2f}x",
+                ours=fmt_ratio(cell),
+                verdict=cell.verdict if cell else "not run",
+                value=cell.ratio if cell else None,
+            )
+        )
+    return out
+
+
+def speculative_claims(results: Results) -> list[Claim]:
+    """Speed-up at the best k and whether greedy outputs were unchanged."""
+    acc = results.speculative.distilled
+    best = best_row(acc)
+    sp = best.speedup_measured if best else None
+    lo, hi = PAPER["speculative_speedup"]
+    verdict = (
+        "not run"
+        if sp is None
+        else "in paper range"
+        if lo <= sp <= hi
+        else "below"
+        if sp < lo
+        else "above"
+    )
+    same = [
+        r.outputs_identical for r in (acc.rows if acc else []) if r.outputs_identical is not None
+    ]
+    return [
+        Claim(
+            claim="Speculative decoding speed-up (distilled draft, best k)",
+            paper=f"{lo:.2f}-{hi:.2f}x",
+            ours=f"{fmt_num(sp)}x (k={best.k})" if best and sp is not None else "not run",
+            verdict=verdict,
+            value=sp,
+        ),
+        Claim(
+            claim="Greedy outputs unchanged by speculation",
+            paper="yes",
+            ours="not run" if not same else ("yes" if all(same) else "no"),
+            verdict="not run" if not same else ("holds" if all(same) else "fails"),
+            value=all(same) if same else None,
+        ),
+    ]
+
+
+def headline(results: Results, qa_set: str | None) -> list[Claim]:
+    """Every claim of the paper beside ours."""
+    comps = {c.key: c for c in results.comparisons}
+    return [
+        retention_claim(results.cpt_retention),
+        *comparison_claims(comps.get("cpt_downstream"), "cpt_downstream", qa_set),
+        *comparison_claims(comps.get("progressive"), "progressive", qa_set),
+        *speculative_claims(results),
+    ]
