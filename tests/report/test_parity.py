@@ -48,3 +48,10 @@ def test_tokens_and_steps_beyond_tolerance_are_not_comparable(tmp_path):
 def test_missing_run_files_are_not_comparable(tmp_path):
     p = parity(("a", str(tmp_path / "nope")), ("b", str(tmp_path / "nope2")), same_start=False)
     assert not p.comparable and p.reasons[0].startswith("unknown:") and p.arms == []
+
+
+def test_one_step_of_rounding_is_parity_two_are_not(tmp_path):
+    # a partial last batch per stage: 21 vs 20 steps is the same budget; 22 vs 20 is not
+    assert parity(*_runs(tmp_path, 100, single_steps=21), same_start=True).comparable
+    p = parity(*_runs(tmp_path / "b", 100, single_steps=22), same_start=True)
+    assert p.reasons == ["optimizer steps 22 vs 20"]
