@@ -20,7 +20,7 @@ assets: setup  ## fetch + verify + convert every asset of shared/DATA.md
 test: assets  ## the test suite (what .ci/run calls)
 	$(PY) -m pytest -q tests
 
-test-fast: assets  ## unit tests only: no Ray cluster, DeepSpeed engine or vLLM engine start (about a minute)
+test-fast: assets  ## unit tests only: no Ray cluster, DeepSpeed engine or vLLM engine start (under a minute idle)
 	$(PY) -m pytest -q -m "not heavy and not recipe and not gpu" tests
 
 test-recipe: assets  ## only the whole tiny recipe end to end (data -> CPT -> SFT arms -> distill -> eval -> report)
