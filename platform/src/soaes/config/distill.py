@@ -202,6 +202,15 @@ class AcceptanceConfig(StrictModel):
         default=True,
         description="Also time the target alone and the draft alone (for c and the speed-ups).",
     )
+    repetitions: int = Field(
+        default=3, ge=1, description="Per-step measurements: repetitions per setting."
+    )
+    served_batch: int = Field(
+        default=8, ge=1, description="Per-step measurements: the batch served (prompts at once)."
+    )
+    single_stream_prompts: int = Field(
+        default=4, ge=1, description="Per-step measurements: prompts decoded alone (batch 1)."
+    )
     engine: EngineConfig = Field(default_factory=EngineConfig, description="vLLM engine settings.")
 
     @model_validator(mode="after")
@@ -211,6 +220,30 @@ class AcceptanceConfig(StrictModel):
         if any(k < 1 for k in self.num_speculative_tokens):
             raise ValueError("num_speculative_tokens values must be >= 1")
         return self
+
+
+class Eagle3Config(StrictModel):
+    """An EAGLE-3 head for the target, trained on the distillation rows (soaes.train.eagle3)."""
+
+    aux_layers: list[int] | None = Field(
+        default=None,
+        description="Target layer ids whose input states feed the head (low, mid, high); "
+        "null: vLLM's default (2, n//2, n-3), or (1, n//2, n-1) below 8 layers.",
+    )
+    draft_vocab_size: int | None = Field(
+        default=None,
+        ge=2,
+        description="Reduced output vocabulary (the most generated target tokens, with d2t/t2d "
+        "maps); null: the target's whole vocabulary.",
+    )
+    ttt_steps: int = Field(
+        default=2, ge=1, le=5, description="Draft steps unrolled in training (training-time test)."
+    )
+    steps: int = Field(default=200, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(default=8, ge=1, description="Rows per step.")
+    lr: float = Field(default=1e-3, gt=0, description="AdamW learning rate (after warm-up).")
+    warmup_steps: int = Field(default=10, ge=0, description="Linear warm-up steps.")
+    seed: int = Field(default=0, description="Initialisation and sampling seed.")
 
 
 class DistillDataSpec(StrictModel):
@@ -283,6 +316,10 @@ class DistillConfig(StrictModel):
     logging: LoggingSpec = Field(default_factory=LoggingSpec, description="Metrics and evaluation.")
     acceptance: AcceptanceConfig | None = Field(
         default=None, description="Measure acceptance of the undistilled and distilled draft."
+    )
+    eagle3: Eagle3Config | None = Field(
+        default=None,
+        description="Also train an EAGLE-3 head for the target on the same rows -> eagle3/.",
     )
 
     @model_validator(mode="after")
