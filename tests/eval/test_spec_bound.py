@@ -13,7 +13,13 @@ from soaes.eval.spec_bound import (
     spread,
     verify_ratio,
 )
-from soaes.eval.spec_choice import candidate_row, choose, legacy_summary, spec_decode_body
+from soaes.eval.spec_choice import (
+    c_from_runs,
+    candidate_row,
+    choose,
+    legacy_summary,
+    spec_decode_body,
+)
 from soaes.eval.spec_steps import verify_prompts
 
 
@@ -76,7 +82,9 @@ def test_candidate_row_from_constructed_timings():
     target["verify"] = {f"batch{b}": {"v_k": {2: spread([1.5, 1.5, 1.5])}} for b in (1, 8)}
     draft = _run({1: [0.007, 0.0077, 0.007], 8: [0.010, 0.010, 0.011]}, toks)
     spec = _run({1: [0.010, 0.011, 0.0105], 8: [0.040, 0.040, 0.044]}, toks, accepted=0.75)
-    row = candidate_row("distilled", "draft_model", "/d", 2, spec, target, draft)
+    row = candidate_row(
+        "distilled", "draft_model", "/d", 2, spec, target, c_from_runs(draft, target)
+    )
     assert row["identical_outputs"] and row["tokens_checked"] == 3 + 24
     b1 = row["batch1"]
     assert b1["c_step"]["median"] == pytest.approx(0.35)

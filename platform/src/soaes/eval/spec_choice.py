@@ -17,7 +17,7 @@ from typing import Any
 
 from soaes.config.distill import AcceptanceConfig
 from soaes.eval.spec_bound import cost_ratio, paired_ratios, spec_bound, spread
-from soaes.eval.spec_steps import run_candidate
+from soaes.eval.spec_steps import eagle3_cost_ratio, run_candidate
 
 log = logging.getLogger(__name__)
 
@@ -32,16 +32,18 @@ def batch_prompts(prompts: list[dict], cfg: AcceptanceConfig) -> dict[int, list[
     return {1: prompts[: cfg.single_stream_prompts], cfg.served_batch: prompts}
 
 
-def _c_step(draft_run: dict | None, target_run: dict, batch: int) -> dict | None:
-    if draft_run is None:
-        return None
-    key = f"batch{batch}"
-    d, t = draft_run[key]["step_s"], target_run[key]["step_s"]
-    return spread([cost_ratio(a, b) for a, b in zip(d, t, strict=True)])
+def c_from_runs(draft_run: dict, target_run: dict) -> dict[int, dict]:
+    """``c`` per batch size: the draft engine's decode-step seconds over the target's, paired
+    by repetition."""
+    out = {}
+    for key in (k for k in target_run if k.startswith("batch")):
+        d, t = draft_run[key]["step_s"], target_run[key]["step_s"]
+        out[int(key[5:])] = spread([cost_ratio(a, b) for a, b in zip(d, t, strict=True)])
+    return out
 
 
 def candidate_row(
-    name: str, method: str, draft: str, k: int, run: dict, target: dict, draft_run: dict | None
+    name: str, method: str, draft: str, k: int, run: dict, target: dict, c: dict | None
 ) -> dict[str, Any]:
     """The summary of one candidate run against the target's (see module docstring)."""
     row: dict[str, Any] = {"name": name, "method": method, "draft": draft, "k": k}
@@ -55,16 +57,16 @@ def candidate_row(
         key = f"batch{b}"
         acc = run[key]["acceptance"]
         speed = paired_ratios(target[key]["step_s"], run[key]["step_s"])
-        c = _c_step(draft_run, target, b)
+        c_b = (c or {}).get(b)
         v = target["verify"][key]["v_k"].get(k)
         bound = None
-        if c is not None and v is not None:
-            bound = spec_bound(acc["mean_acceptance_length"], k, c["median"], v["median"])
+        if c_b is not None and v is not None:
+            bound = spec_bound(acc["mean_acceptance_length"], k, c_b["median"], v["median"])
         row[key] = {
             "acceptance_rate": acc["acceptance_rate"],
             "mean_acceptance_length": acc["mean_acceptance_length"],
             "per_position": acc["per_position"],
-            "c_step": c,
+            "c_step": c_b,
             "v_k": v,
             "bound": bound,
             "speedup": spread(speed),
@@ -96,14 +98,18 @@ def measure_candidates(
         return run_candidate(model, cfg.engine, spec, per_batch, steps, reps, verify)
 
     target_run = run(target, verify=ks)
-    draft_runs = {
-        name: run(path) for name, (method, path) in candidates.items() if method == "draft_model"
-    }
+    draft_runs, costs = {}, {}
+    for name, (method, path) in candidates.items():
+        if method == "draft_model":  # the draft alone in vLLM, same method as the target
+            draft_runs[name] = run(path)
+            costs[name] = c_from_runs(draft_runs[name], target_run)
+        else:  # a head cannot run without the target: its cost is timed in PyTorch
+            costs[name] = {b: eagle3_cost_ratio(target, path, b, reps) for b in per_batch}
     rows = []
     for name, (method, path) in candidates.items():
         for k in ks:
             r = run(target, speculative_config(method, path, k))
-            rows.append(candidate_row(name, method, path, k, r, target_run, draft_runs.get(name)))
+            rows.append(candidate_row(name, method, path, k, r, target_run, costs[name]))
             log.info(
                 "%s k=%d: %s", name, k, {b: rows[-1][f"batch{b}"]["speedup"] for b in per_batch}
             )
@@ -111,6 +117,7 @@ def measure_candidates(
         "target": target,
         "target_steps": _strip(target_run),
         "drafts": {n: _strip(r) for n, r in draft_runs.items()},
+        "c_step": costs,
         "candidates": rows,
         "chosen": choose(rows),
     }

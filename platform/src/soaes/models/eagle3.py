@@ -240,6 +240,17 @@ def save_head(
     return out
 
 
+def load_head(head_dir: str | Path) -> Eagle3Head:
+    """An exported head (``config.json`` + ``model.safetensors``; d2t/t2d left out)."""
+    from safetensors.torch import load_file
+
+    cfg = json.loads((Path(head_dir) / "config.json").read_text(encoding="utf-8"))
+    head = Eagle3Head(cfg)
+    state = load_file(str(Path(head_dir) / "model.safetensors"))
+    head.load_state_dict({k: v for k, v in state.items() if k not in ("d2t", "t2d")})
+    return head
+
+
 def init_head(target: Any, cfg: dict, draft_ids: torch.Tensor | None, seed: int = 0) -> Eagle3Head:
     """A head whose output layer and final norm start from the target's (rows of the draft
     vocabulary), other weights random (seeded)."""
