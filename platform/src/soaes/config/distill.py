@@ -83,10 +83,11 @@ class DraftConfig(StrictModel):
 class PromptsConfig(StrictModel):
     """Domain prompts: to generate on-policy training text, or to measure acceptance."""
 
-    source: Literal["laws_qa", "insuranceqa_en", "insuranceqa_zh", "jsonl"] = Field(
+    source: Literal["laws_qa", "insuranceqa_en", "insuranceqa_zh", "general_en", "jsonl"] = Field(
         default="laws_qa",
         description="laws_qa: questions about real law articles (laws.db); insuranceqa_en/zh: "
-        "insurance questions (eval split = the corpus's test file); jsonl: a user file.",
+        "insurance questions (eval split = the corpus's test file); general_en: general "
+        "English prompts (chatterbot corpus openers); jsonl: a user file.",
     )
     path: str | None = Field(
         default=None, description="jsonl: file of {'prompt': str} or {'messages': [...]} lines."
@@ -148,6 +149,11 @@ class OnPolicyConfig(StrictModel):
         default="target", description="Which model writes the continuations."
     )
     prompts: PromptsConfig = Field(description="Domain prompts to continue (use split 'train').")
+    extra_prompts: list[PromptsConfig] = Field(
+        default_factory=list,
+        description="More prompt sets answered the same way (e.g. general_en beside the "
+        "domain), so the draft also sees the target off the domain; split 'train' each.",
+    )
     max_tokens: int = Field(default=128, ge=1, description="Tokens generated per prompt.")
     temperature: float = Field(default=0.0, ge=0, description="0 = greedy (what serving verifies).")
     samples_per_prompt: int = Field(default=1, ge=1, description="Continuations per prompt.")
@@ -155,7 +161,7 @@ class OnPolicyConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> OnPolicyConfig:
-        if self.prompts.split != "train":
+        if any(p.split != "train" for p in [self.prompts, *self.extra_prompts]):
             raise ValueError("prompts.split must be 'train' (eval prompts are held out)")
         return self
 
