@@ -167,7 +167,7 @@ def spec_decode_body(result: dict[str, Any]) -> dict[str, Any]:
 def candidates_of(run_dir: Path, undistilled: bool = True, eagle3: bool = True) -> dict:
     """``{name: (vLLM method, folder)}`` of the candidates a distillation run folder holds:
     ``draft_init/`` (undistilled), ``hf/`` (distilled), ``eagle3/`` (EAGLE-3 head)."""
-    run_dir, found = Path(run_dir), {}
+    run_dir, found = Path(run_dir).resolve(), {}
     if undistilled and (run_dir / "draft_init" / "config.json").is_file():
         found["undistilled"] = ("draft_model", str(run_dir / "draft_init"))
     if (run_dir / "hf" / "config.json").is_file():
