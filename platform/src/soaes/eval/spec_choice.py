@@ -48,8 +48,8 @@ def candidate_row(
     """The summary of one candidate run against the target's (see module docstring)."""
     row: dict[str, Any] = {"name": name, "method": method, "draft": draft, "k": k}
     identical, checked = True, 0
-    for b, toks in target["tokens"].items():
-        identical &= run["tokens"][b] == toks
+    for b, toks in target["tokens"].items():  # every repetition's outputs are the same too
+        identical &= run["tokens"][b] == toks and run[f"batch{b}"].get("outputs_stable", True)
         checked += sum(map(len, toks))
     row.update(identical_outputs=identical, tokens_checked=checked)
     row["repetitions"] = len(target[f"batch{next(iter(target['tokens']))}"]["step_s"])
