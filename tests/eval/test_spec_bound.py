@@ -60,7 +60,8 @@ def test_spread_and_pairs():
 def test_verify_prompts_cut_to_whole_blocks():
     seqs = [list(range(300)), list(range(100)), list(range(133))]
     out = verify_prompts(seqs, block=128, max_k=4)
-    assert [len(s) for s in out] == [256 + 5, 128 + 5]  # the 100-token one has no full block
+    assert [len(s) for s in out] == [256 + 5, 128 + 5, 128 + 5]
+    assert out[1][100:] == out[1][:33]  # too short: repeated end to end
 
 
 def _run(step_s: dict, tokens: dict, accepted: float | None = None, k: int = 2) -> dict:

@@ -109,9 +109,12 @@ def measure_decode(
 
 def verify_prompts(sequences: list[list[int]], block: int, max_k: int) -> list[list[int]]:
     """Sequences long enough for a cached prefix of whole KV blocks plus ``max_k+1`` tokens,
-    cut to ``prefix + max_k + 1`` (prefix: the largest multiple of ``block`` that fits)."""
+    cut to ``prefix + max_k + 1`` (prefix: the largest multiple of ``block`` that fits);
+    shorter ones are repeated end to end until they fit."""
     out = []
     for seq in sequences:
+        if seq and len(seq) < block + max_k + 1:  # tiled: the cost depends on length only
+            seq = seq * -(-(block + max_k + 1) // len(seq))
         prefix = (len(seq) - (max_k + 1)) // block * block
         if prefix >= block:
             out.append(seq[: prefix + max_k + 1])
