@@ -9,7 +9,7 @@ import pytest
 from soaes.config.serve import ServeAppConfig
 from soaes.serve.app import api_key_digest, parse_args
 from soaes.serve.guard import key_digest
-from soaes.serve.llm import llm_config_dict, to_llm_config
+from soaes.serve.llm import llm_config_dict, speculative_config, to_llm_config
 from soaes.serve.models import (
     ResolvedModels,
     ServeConfigError,
@@ -68,6 +68,28 @@ def test_measured_k_and_draft_come_from_spec_decode_json(tmp_path):
     cfg = parse_args(_args(speculation={"distill_dir": d, "draft": "org/other"}))
     assert resolve_models(cfg).draft == "org/other"
     assert resolve_models(cfg).num_speculative_tokens == 5
+
+
+def test_measured_method_comes_from_spec_decode_json(tmp_path):
+    head = tmp_path / "eagle3"
+    head.mkdir()
+    (head / "config.json").write_text("{}")
+    d = _spec_dir(tmp_path, {"num_speculative_tokens": 3, "draft": str(head), "method": "eagle3"})
+    cfg = parse_args(_args(speculation={"distill_dir": d}))
+    got = resolve_models(cfg)
+    assert got.method == "eagle3" and got.num_speculative_tokens == 3
+    assert speculative_config(cfg, got) == {
+        "method": "eagle3",
+        "model": str(head.resolve()),
+        "num_speculative_tokens": 3,
+    }
+    # A configured method wins; a file without one (older runs) means draft_model.
+    cfg = parse_args(_args(speculation={"distill_dir": d, "method": "draft_model"}))
+    assert resolve_models(cfg).method == "draft_model"
+    d = _spec_dir(tmp_path, {"num_speculative_tokens": 2, "draft": str(head)})
+    assert resolve_models(parse_args(_args(speculation={"distill_dir": d}))).method == "draft_model"
+    with pytest.raises(ServeConfigError, match="method"):
+        parse_args(_args(speculation={"draft": "d", "num_speculative_tokens": 2, "method": "x"}))
 
 
 @pytest.mark.parametrize(

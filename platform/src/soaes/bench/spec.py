@@ -1,17 +1,19 @@
-"""``soaes bench spec``: distilled vs undistilled draft, and speculation vs the target alone.
+"""``soaes bench spec``: every speculative candidate against the target alone, per step.
 
 One run, same held-out prompts, greedy, vLLM on this machine::
 
-    soaes bench spec --config pipelines/distill_demo.yaml [--steps N] [--quick]
+    soaes bench spec --config pipelines/distill_demo.yaml [overrides] [--k 1,2,3]
+        [--reps 3] [--out docs/bench/spec.json] [--no-undistilled] [--no-eagle3]
 
-1. If the run folder of the config has no distilled draft yet (``hf/``), the distillation
-   pipeline runs first (``--steps`` caps its optimizer steps).
-2. The target alone, the draft alone (for c) and target + draft for each k are run for the
-   undistilled draft (``draft_init/``) and the distilled one (``hf/``).
-3. Printed: acceptance rate, mean acceptance length and its distilled/undistilled ratio
-   (goal >= 1.3x); decode tokens/s of target + distilled draft over the target alone
-   (goal >= 1.5x), the measured c, and the textbook bound (1-a^(k+1))/((1-a)(k*c+1)).
-   Results go to ``<run_dir>/bench_spec/`` (acceptance.json, spec_decode.json).
+Candidates are read from the distillation run folder of the config: the distilled draft
+(``hf/``, vLLM ``draft_model``), the undistilled one (``draft_init/``) and an EAGLE-3 head
+(``eagle3/``, vLLM ``eagle3``) when present; the distillation runs first when ``hf/`` is
+missing. Per candidate and k: acceptance, c (draft step / target step), v_k (verification
+of k+1 tokens / target step), the bound E/(k·c + v_k), decode speed-ups at batch 1 and at
+the served batch (median, min-max over repetitions), greedy identity over every generated
+token. Method: :mod:`soaes.eval.spec_steps`; model: :mod:`soaes.eval.spec_bound`.
+Writes ``--out`` (default ``<run_dir>/bench_spec/spec.json``) and the run's
+``bench_spec/spec_decode.json`` (the chosen method, draft and k).
 """
 
 from __future__ import annotations
@@ -22,8 +24,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-LENGTH_GOAL, SPEEDUP_GOAL = 1.3, 1.5
-
 
 def _parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="soaes bench spec", description=__doc__.splitlines()[0])
@@ -31,108 +31,101 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("overrides", nargs="*", help="key.path=value overrides of the config")
     p.add_argument("--steps", type=int, default=None, help="cap distillation steps (if it runs)")
     p.add_argument("--k", default=None, help="comma-separated k values, e.g. 1,2,3")
+    p.add_argument("--reps", type=int, default=None, help="repetitions per setting (>= 3)")
     p.add_argument("--num-prompts", type=int, default=None, help="held-out prompts")
-    p.add_argument("--max-tokens", type=int, default=None, help="greedy tokens per prompt")
-    p.add_argument("--quick", action="store_true", help="k=2 only, 8 prompts, 32 tokens")
+    p.add_argument("--max-tokens", type=int, default=None, help="decode steps per prompt")
+    p.add_argument("--out", default=None, help="where spec.json goes")
+    p.add_argument("--no-undistilled", action="store_true", help="skip draft_init/")
+    p.add_argument("--no-eagle3", action="store_true", help="skip eagle3/")
     return p.parse_args(argv)
 
 
 def _acceptance_overrides(args: argparse.Namespace) -> list[str]:
     out = []
-    ks = "2" if args.quick and not args.k else args.k
-    if ks:
-        out.append(f"acceptance.num_speculative_tokens=[{ks}]")
-    n = args.num_prompts or (8 if args.quick else None)
-    if n:
-        out.append(f"acceptance.prompts.num_prompts={n}")
-    m = args.max_tokens or (32 if args.quick else None)
-    if m:
-        out.append(f"acceptance.max_tokens={m}")
+    if args.k:
+        out.append(f"acceptance.num_speculative_tokens=[{args.k}]")
+    if args.num_prompts:
+        out.append(f"acceptance.prompts.num_prompts={args.num_prompts}")
+    if args.max_tokens:
+        out.append(f"acceptance.max_tokens={args.max_tokens}")
+    if args.reps:
+        out.append(f"acceptance.repetitions={args.reps}")
     return out
 
 
-def _ensure_distilled(cfg: Any, steps: int | None) -> dict[str, Any] | None:
+def _ensure_distilled(cfg: Any, steps: int | None) -> None:
     """Run the distillation (without its own acceptance stage) unless hf/ exists."""
     from soaes.train.distill import run_distill
 
     if (Path(cfg.output_dir) / "hf" / "SOAES_EXPORT.json").is_file():
-        return None
+        return
     update: dict[str, Any] = {"acceptance": None}
     if steps:
         update["max_steps"] = steps
-    return run_distill(cfg.model_copy(update=update))
+    run_distill(cfg.model_copy(update=update))
+
+
+def _fmt(s: dict | None, digits: int = 2) -> str:
+    if s is None:
+        return "-"
+    return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
 
 
 def report(result: dict[str, Any]) -> list[str]:
-    """The printed table and headline ratios of a :func:`compare_drafts` result."""
-    und, dis = result["drafts"]["undistilled"], result["drafts"]["distilled"]
+    """Printed table: one line per candidate, k and batch size."""
     lines = [
-        f"target {dis['target']}",
-        f"prompts {dis['num_prompts']} x {dis['max_tokens']} "
-        f"greedy tokens; target alone {dis['target_tokens_per_s']:.1f} tok/s; "
-        f"c (draft/target step cost) = {dis['c']:.3f}",
-        f"{'k':>2} {'acc undist':>10} {'acc dist':>9} {'len undist':>10} {'len dist':>9} "
-        f"{'len ratio':>9} {'spec tok/s':>10} {'speed-up':>8} {'bound':>6} {'identical':>9}",
+        f"target {result['target']}",
+        f"{'candidate':<12} {'k':>2} {'b':>2} {'accept':>6} {'E':>5} {'c':>17} {'v_k':>17} "
+        f"{'bound':>5} {'speed-up':>17} {'share':>5} {'identical':>9}",
     ]
-    for u, d in zip(und["rows"], dis["rows"], strict=True):
-        lines.append(
-            f"{d['k']:>2} {u['acceptance_rate']:>10.3f} {d['acceptance_rate']:>9.3f} "
-            f"{u['mean_acceptance_length']:>10.3f} {d['mean_acceptance_length']:>9.3f} "
-            f"{d['mean_acceptance_length'] / u['mean_acceptance_length']:>8.2f}x "
-            f"{d['tokens_per_s']:>10.1f} {d['speedup_measured']:>7.2f}x "
-            f"{d['speedup_theoretical']:>5.2f}x {str(d['outputs_identical']):>9}"
-        )
-    best = next(r for r in dis["rows"] if r["k"] == dis["best_k"])
-    ratio = max(result["length_ratio"]["undistilled"].values())
-    lines += [
-        f"mean acceptance length distilled/undistilled: {ratio:.2f}x (goal >= {LENGTH_GOAL}x)",
-        f"decode speed-up at best k={best['k']}: {best['speedup_measured']:.2f}x "
-        f"(goal >= {SPEEDUP_GOAL}x; bound {best['speedup_theoretical']:.2f}x at "
-        f"acceptance {best['acceptance_rate']:.3f}, c {dis['c']:.3f})",
-        f"per-position acceptance (distilled, k={best['k']}): "
-        + ", ".join(f"{x:.3f}" for x in best["per_position"]),
-    ]
+    for r in result["candidates"]:
+        for key in (k for k in r if k.startswith("batch")):
+            m = r[key]
+            share = f"{m['share_of_bound']:.2f}" if m["share_of_bound"] else "-"
+            bound = f"{m['bound']:.2f}" if m["bound"] else "-"
+            lines.append(
+                f"{r['name']:<12} {r['k']:>2} {key[5:]:>2} {m['acceptance_rate']:>6.3f} "
+                f"{m['mean_acceptance_length']:>5.2f} {_fmt(m['c_step']):>17} "
+                f"{_fmt(m['v_k']):>17} {bound:>5} {_fmt(m['speedup']):>17} {share:>5} "
+                f"{str(r['identical_outputs']):>9}"
+            )
+    lines.append(f"chosen: {result['chosen']}")
     return lines
 
 
 def main(argv: list[str]) -> int:
-    """Entry of ``soaes bench spec``; prints the comparison and returns 0."""
+    """Entry of ``soaes bench spec``; prints the table, writes spec.json, returns 0."""
     from soaes.config.loader import load_config
-    from soaes.eval.acceptance import compare_drafts
-    from soaes.ray_env import connect
+    from soaes.eval.spec_choice import candidates_of, measure_run, write_json
+    from soaes.models.presets import resolve
 
     args = _parse(argv)
     cfg = load_config(args.config, list(args.overrides) + _acceptance_overrides(args))
     if cfg.kind != "distill" or cfg.acceptance is None:
         raise SystemExit(f"{args.config}: need a 'distill' pipeline with an acceptance block")
     t0 = time.time()
-    connect(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.include_dashboard)
-    trained = _ensure_distilled(cfg, args.steps)
+    _ensure_distilled(cfg, args.steps)
     run_dir = Path(cfg.output_dir).resolve()
     out_dir = run_dir / "bench_spec"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    target = str(Path(trained["target"] if trained else _target_of(run_dir)).resolve())
-    result = compare_drafts(
-        target,
-        {"undistilled": str(run_dir / "draft_init"), "distilled": str(run_dir / "hf")},
-        cfg.acceptance,
-        out_dir,
+    target = str(Path(resolve(cfg.target.path)).resolve())
+    cands = candidates_of(run_dir, not args.no_undistilled, not args.no_eagle3)
+    result = measure_run(target, cands, cfg.acceptance, out_dir)
+    result.update(
+        command="soaes bench spec " + " ".join(argv),
+        date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        num_prompts=cfg.acceptance.prompts.num_prompts,
+        prompts=cfg.acceptance.prompts.model_dump(),
+        decode_steps=cfg.acceptance.max_tokens,
+        wall_s=round(time.time() - t0),
     )
-    lines = report(result)
-    lines.append(f"wall time {time.time() - t0:.0f} s; results in {out_dir}")
+    out = Path(args.out) if args.out else out_dir / "spec.json"
+    write_json(out, result)
+    lines = report(result) + [f"wall time {result['wall_s']} s; results in {out}"]
     print("\n".join(lines))
     (out_dir / "report.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
     return 0
 
 
-def _target_of(run_dir: Path) -> str:
-    """The target folder recorded by the run's draft (``draft_init/draft.json``)."""
-    from soaes.models.presets import resolve
-
-    meta = run_dir / "draft_init" / "draft.json"
-    if meta.is_file():
-        return json.loads(meta.read_text(encoding="utf-8"))["target"]
-    import yaml
-
-    resolved = yaml.safe_load((run_dir / "config.resolved.yaml").read_text(encoding="utf-8"))
-    return resolve(resolved["target"]["path"])
+def load(path: str | Path) -> dict[str, Any]:
+    """Read a spec.json written by this command."""
+    return json.loads(Path(path).read_text(encoding="utf-8"))

@@ -85,10 +85,11 @@ class DraftConfig(StrictModel):
 class PromptsConfig(StrictModel):
     """Domain prompts: to generate on-policy training text, or to measure acceptance."""
 
-    source: Literal["laws_qa", "insuranceqa_en", "insuranceqa_zh", "jsonl"] = Field(
+    source: Literal["laws_qa", "insuranceqa_en", "insuranceqa_zh", "general_en", "jsonl"] = Field(
         default="laws_qa",
         description="laws_qa: questions about real law articles (laws.db); insuranceqa_en/zh: "
-        "insurance questions (eval split = the corpus's test file); jsonl: a user file.",
+        "insurance questions (eval split = the corpus's test file); general_en: general "
+        "English prompts (chatterbot corpus openers); jsonl: a user file.",
     )
     path: str | None = Field(
         default=None, description="jsonl: file of {'prompt': str} or {'messages': [...]} lines."
@@ -118,6 +119,11 @@ class OnPolicyConfig(StrictModel):
         default="target", description="Which model writes the continuations."
     )
     prompts: PromptsConfig = Field(description="Domain prompts to continue (use split 'train').")
+    extra_prompts: list[PromptsConfig] = Field(
+        default_factory=list,
+        description="More prompt sets answered the same way (e.g. general_en beside the "
+        "domain), so the draft also sees the target off the domain; split 'train' each.",
+    )
     max_tokens: int = Field(default=128, ge=1, description="Tokens generated per prompt.")
     temperature: float = Field(default=0.0, ge=0, description="0 = greedy (what serving verifies).")
     samples_per_prompt: int = Field(default=1, ge=1, description="Continuations per prompt.")
@@ -125,7 +131,7 @@ class OnPolicyConfig(StrictModel):
 
     @model_validator(mode="after")
     def _check(self) -> OnPolicyConfig:
-        if self.prompts.split != "train":
+        if any(p.split != "train" for p in [self.prompts, *self.extra_prompts]):
             raise ValueError("prompts.split must be 'train' (eval prompts are held out)")
         return self
 
@@ -172,6 +178,15 @@ class AcceptanceConfig(StrictModel):
         default=True,
         description="Also time the target alone and the draft alone (for c and the speed-ups).",
     )
+    repetitions: int = Field(
+        default=3, ge=1, description="Per-step measurements: repetitions per setting."
+    )
+    served_batch: int = Field(
+        default=8, ge=1, description="Per-step measurements: the batch served (prompts at once)."
+    )
+    single_stream_prompts: int = Field(
+        default=4, ge=1, description="Per-step measurements: prompts decoded alone (batch 1)."
+    )
     engine: EngineConfig = Field(default_factory=EngineConfig, description="vLLM engine settings.")
 
     @model_validator(mode="after")
@@ -181,6 +196,30 @@ class AcceptanceConfig(StrictModel):
         if any(k < 1 for k in self.num_speculative_tokens):
             raise ValueError("num_speculative_tokens values must be >= 1")
         return self
+
+
+class Eagle3Config(StrictModel):
+    """An EAGLE-3 head for the target, trained on the distillation rows (soaes.train.eagle3)."""
+
+    aux_layers: list[int] | None = Field(
+        default=None,
+        description="Target layer ids whose input states feed the head (low, mid, high); "
+        "null: vLLM's default (2, n//2, n-3), or (1, n//2, n-1) below 8 layers.",
+    )
+    draft_vocab_size: int | None = Field(
+        default=None,
+        ge=2,
+        description="Reduced output vocabulary (the most generated target tokens, with d2t/t2d "
+        "maps); null: the target's whole vocabulary.",
+    )
+    ttt_steps: int = Field(
+        default=2, ge=1, le=5, description="Draft steps unrolled in training (training-time test)."
+    )
+    steps: int = Field(default=200, ge=1, description="Optimizer steps.")
+    batch_size: int = Field(default=8, ge=1, description="Rows per step.")
+    lr: float = Field(default=1e-3, gt=0, description="AdamW learning rate (after warm-up).")
+    warmup_steps: int = Field(default=10, ge=0, description="Linear warm-up steps.")
+    seed: int = Field(default=0, description="Initialisation and sampling seed.")
 
 
 class DistillDataSpec(StrictModel):
@@ -253,6 +292,10 @@ class DistillConfig(StrictModel):
     logging: LoggingSpec = Field(default_factory=LoggingSpec, description="Metrics and evaluation.")
     acceptance: AcceptanceConfig | None = Field(
         default=None, description="Measure acceptance of the undistilled and distilled draft."
+    )
+    eagle3: Eagle3Config | None = Field(
+        default=None,
+        description="Also train an EAGLE-3 head for the target on the same rows -> eagle3/.",
     )
 
     @model_validator(mode="after")

@@ -27,12 +27,19 @@ RESERVED_ENGINE_KWARGS = (
 
 
 class SpeculationConfig(StrictModel):
-    """vLLM ``draft_model`` speculative decoding: the draft runs inside each target replica."""
+    """vLLM speculative decoding inside each target replica: a separate draft model
+    (``draft_model``) or an EAGLE-3 head on the target's hidden states (``eagle3``)."""
 
+    method: Literal["draft_model", "eagle3"] | None = Field(
+        default=None,
+        description="vLLM speculative method; null: the one recorded in "
+        "<distill_dir>/spec_decode.json (the measured winner), else draft_model.",
+    )
     draft: str | None = Field(
         default=None,
-        description="Draft model: preset handle (tiny/draft), folder or hub id; null takes the "
-        "'draft' recorded in <distill_dir>/spec_decode.json.",
+        description="Draft model (draft_model) or EAGLE-3 head folder (eagle3): preset handle "
+        "(tiny/draft), folder or hub id; null takes the 'draft' recorded in "
+        "<distill_dir>/spec_decode.json.",
     )
     distill_dir: str | None = Field(
         default=None,

@@ -1,7 +1,8 @@
 """Domain prompts shared by on-policy data generation and acceptance measurement.
 
 Sources: questions about real law articles (laws.db: the paper's domain), real insurance
-questions (insuranceqa, zh or en), or a user jsonl. The train/eval split is deterministic,
+questions (insuranceqa, zh or en), general English prompts (the chatterbot corpus's
+conversation openers), or a user jsonl. The train/eval split is deterministic,
 so the prompts that acceptance is measured on are never distilled on.
 """
 
@@ -52,6 +53,22 @@ def _insuranceqa_questions(lang: str, split: str) -> list[str]:
     ]
 
 
+def _general_questions() -> list[str]:
+    """General English prompts: the opening line of each chatterbot-corpus conversation
+    (greetings, food, health, computers, …), deduplicated, in file order."""
+    import yaml
+
+    from soaes.assets.fetch import require
+
+    seen: dict[str, None] = {}
+    for path in sorted((require("chatterbot") / "english").glob("*.yml")):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        for conv in doc.get("conversations") or []:
+            if conv and isinstance(conv[0], str) and conv[0].strip():
+                seen.setdefault(" ".join(conv[0].split()), None)
+    return list(seen)
+
+
 def _jsonl_prompts(path: str) -> list[str | list[dict]]:
     items: list[str | list[dict]] = []
     for n, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
@@ -80,7 +97,8 @@ def load_prompts(cfg: PromptsConfig, tokenizer: Any) -> list[str]:
     if cfg.source.startswith("insuranceqa_"):
         items = _insuranceqa_questions(cfg.source.removeprefix("insuranceqa_"), cfg.split)
     else:
-        items = _laws_questions() if cfg.source == "laws_qa" else _jsonl_prompts(cfg.path or "")
+        read = {"laws_qa": _laws_questions, "general_en": _general_questions}.get(cfg.source)
+        items = read() if read else _jsonl_prompts(cfg.path or "")
         items = [x for i, x in enumerate(items) if (i % 10 == 0) == (cfg.split == "eval")]
     random.Random(cfg.seed).shuffle(items)
     out = []

@@ -42,14 +42,20 @@ class SpecCounters:
     accepted_per_pos: tuple[int, ...] = field(default_factory=tuple)
 
     def __sub__(self, other: SpecCounters) -> SpecCounters:
+        return self._combine(other, -1)
+
+    def __add__(self, other: SpecCounters) -> SpecCounters:
+        return self._combine(other, 1)
+
+    def _combine(self, other: SpecCounters, sign: int) -> SpecCounters:
         n = max(len(self.accepted_per_pos), len(other.accepted_per_pos))
         a = list(self.accepted_per_pos) + [0] * (n - len(self.accepted_per_pos))
         b = list(other.accepted_per_pos) + [0] * (n - len(other.accepted_per_pos))
         return SpecCounters(
-            self.drafts - other.drafts,
-            self.draft_tokens - other.draft_tokens,
-            self.accepted_tokens - other.accepted_tokens,
-            tuple(x - y for x, y in zip(a, b, strict=True)),
+            self.drafts + sign * other.drafts,
+            self.draft_tokens + sign * other.draft_tokens,
+            self.accepted_tokens + sign * other.accepted_tokens,
+            tuple(x + sign * y for x, y in zip(a, b, strict=True)),
         )
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from soaes.config.distill import DistillConfig
-from soaes.eval.acceptance import compare_drafts
+from soaes.eval.spec_choice import candidates_of, measure_run
 from soaes.train.distill import run_distill
 
 
@@ -19,16 +19,14 @@ def run_distill_pipeline(cfg: DistillConfig) -> dict[str, Any]:
 
     Returns:
         :func:`soaes.train.distill.run_distill`'s summary (steps, loss, held-out KL, paths)
-        and, when ``cfg.acceptance`` is set, ``acceptance``: acceptance and speed of the
-        undistilled and the distilled draft with the chosen k.
+        and, when ``cfg.acceptance`` is set, ``acceptance``: every candidate trained (the
+        undistilled and distilled draft, the EAGLE-3 head), every k, measured per step; the
+        winner goes to ``spec_decode.json``.
     """
     summary = run_distill(cfg)
     if cfg.acceptance is not None:
         run_dir = Path(cfg.output_dir).resolve()
-        summary["acceptance"] = compare_drafts(
-            summary["target"],
-            {"undistilled": summary["draft_init"], "distilled": str(run_dir / "hf")},
-            cfg.acceptance,
-            run_dir,
+        summary["acceptance"] = measure_run(
+            summary["target"], candidates_of(run_dir), cfg.acceptance, run_dir
         )
     return summary

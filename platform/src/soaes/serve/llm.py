@@ -11,11 +11,11 @@ from soaes.serve.models import ResolvedModels
 
 
 def speculative_config(cfg: ServeAppConfig, models: ResolvedModels) -> dict[str, Any] | None:
-    """vLLM's ``speculative_config`` for the draft-model method, or None without a draft."""
+    """vLLM's ``speculative_config`` (draft_model or eagle3), or None without a draft."""
     if models.draft is None:
         return None
     spec: dict[str, Any] = {
-        "method": "draft_model",
+        "method": models.method,
         "model": models.draft,
         "num_speculative_tokens": models.num_speculative_tokens,
     }

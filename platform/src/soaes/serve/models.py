@@ -24,12 +24,13 @@ class ServeConfigError(ValueError):
 
 @dataclass(frozen=True)
 class ResolvedModels:
-    """What one replica loads: target, optional draft and k."""
+    """What one replica loads: target, optional draft (or EAGLE-3 head), k and method."""
 
     target: str
     tokenizer: str | None
     draft: str | None
     num_speculative_tokens: int | None
+    method: str = "draft_model"
 
 
 def resolve_model(ref: str, field: str) -> str:
@@ -92,21 +93,25 @@ def read_spec_decode(distill_dir: str) -> dict:
 
 
 def resolve_models(cfg: ServeAppConfig) -> ResolvedModels:
-    """Resolve target, tokenizer, draft and k of a Serve app config.
+    """Resolve target, tokenizer, draft, k and method of a Serve app config.
 
     The measured k in ``spec_decode.json`` wins over ``num_speculative_tokens``; the
-    configured draft wins over the one recorded there.
+    configured draft and method win over the ones recorded there.
     """
     target = resolve_model(cfg.target, "target")
     tokenizer = resolve_model(cfg.tokenizer, "tokenizer") if cfg.tokenizer else None
     spec = cfg.speculation
     if spec is None:
         return ResolvedModels(target, tokenizer, None, None)
-    k, draft = spec.num_speculative_tokens, spec.draft
+    k, draft, method = spec.num_speculative_tokens, spec.draft, spec.method
     if spec.distill_dir:
         body = read_spec_decode(spec.distill_dir)
         k = body["num_speculative_tokens"]
         draft = draft or body.get("draft")
+        method = method or body.get("method")
         if not draft:
             raise ServeConfigError("speculation.draft: not set and spec_decode.json names none")
-    return ResolvedModels(target, tokenizer, resolve_model(draft, "speculation.draft"), k)
+    method = method or "draft_model"
+    if method not in ("draft_model", "eagle3"):
+        raise ServeConfigError(f"speculation.method: {method!r} is not draft_model or eagle3")
+    return ResolvedModels(target, tokenizer, resolve_model(draft, "speculation.draft"), k, method)

@@ -9,8 +9,11 @@ Reads top to bottom like the recipe:
    :func:`soaes.train.loop.train_steps`) with :func:`distill_loss` as the loss. The teacher
    is either *online* (a frozen copy of the target on every worker) or *offline* (its
    stored top-k log-probs come with each batch) -> ``checkpoints/``, ``hf/`` (the draft);
-4. vLLM speculative decoding of target + undistilled and distilled draft on held-out
-   prompts -> ``acceptance.json`` and ``spec_decode.json`` (the k the serving app uses).
+4. optionally an EAGLE-3 head trained on the same rows (:mod:`soaes.train.eagle3`) ->
+   ``eagle3/``;
+5. per-step vLLM measurement of every candidate (undistilled and distilled draft, EAGLE-3
+   head) at every k on held-out prompts (:mod:`soaes.eval.spec_choice`) ->
+   ``acceptance.json`` and ``spec_decode.json`` (the method, draft and k served).
 
 The held-out metric (``heldout/loss``) is the forward KL(target || draft), over the same
 top-k buckets as training when a top-k is configured, whatever the training objective.
@@ -249,10 +252,15 @@ def run_distill(cfg: DistillConfig) -> dict[str, Any]:
     if not (draft_dir / "config.json").is_file():
         draft_dir = build_draft(cfg.draft, target_dir, draft_dir)
     data_dir = prepare_data(cfg, target_dir, str(draft_dir), run_dir / "data")
-    return {
+    summary = {
         "kind": "distill",
         "name": cfg.name,
         "target": target_dir,
         "draft_init": str(draft_dir),
         **train_draft(cfg, run_dir, Path(draft_dir), target_dir, data_dir),
     }
+    if cfg.eagle3 is not None and not (run_dir / "eagle3" / "config.json").is_file():
+        from soaes.train.eagle3 import train_eagle3
+
+        summary["eagle3"] = train_eagle3(cfg.eagle3, target_dir, data_dir, run_dir / "eagle3")
+    return summary

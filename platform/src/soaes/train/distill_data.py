@@ -117,7 +117,8 @@ def generate_onpolicy(
     import ray
     from transformers import AutoTokenizer
 
-    prompts = load_prompts(cfg.prompts, AutoTokenizer.from_pretrained(model_dir))
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    prompts = [p for pc in [cfg.prompts, *cfg.extra_prompts] for p in load_prompts(pc, tok)]
     ds = ray.data.from_items([{"prompt": p} for p in prompts])
     ds = ds.map_batches(
         VLLMGenerator,
