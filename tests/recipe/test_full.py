@@ -86,9 +86,6 @@ def test_stage_dir_kept_for_the_same_key_and_cleared_for_another(tmp_path):
     assert (legacy / "results.json").exists()
 
 
-@pytest.mark.heavy
-@pytest.mark.recipe
-@pytest.mark.timeout(1500)
 def test_summary_table_lists_each_stage_with_its_wall_time():
     records = [
         {"stage": "data_cpt", "status": "skipped", "key": "k"},
@@ -104,6 +101,9 @@ def test_summary_table_lists_each_stage_with_its_wall_time():
     ]
 
 
+@pytest.mark.heavy
+@pytest.mark.recipe
+@pytest.mark.timeout(1500)
 def test_full_tiny_runs_end_to_end_and_resumes(tiny_recipe):
     from soaes.eval.report import NOT_RUN
     from soaes.recipe.full import run_full
