@@ -60,7 +60,8 @@ def candidate_row(
         c_b = (c or {}).get(b)
         v = target["verify"][key]["v_k"].get(k)
         bound = None
-        if c_b is not None and v is not None:
+        # a cost sum <= 0 is timing noise (a loaded machine), not a bound: left empty
+        if c_b is not None and v is not None and k * c_b["median"] + v["median"] > 0:
             bound = spec_bound(acc["mean_acceptance_length"], k, c_b["median"], v["median"])
         row[key] = {
             "acceptance_rate": acc["acceptance_rate"],
