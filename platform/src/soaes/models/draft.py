@@ -118,7 +118,6 @@ def prune_draft(target: str | Path, out_dir: str | Path, keep_layers: list[int])
     Returns:
         The draft folder.
     """
-    from safetensors import safe_open
     from safetensors.torch import save_file
 
     target, out = Path(target), Path(out_dir)
@@ -139,18 +138,8 @@ def prune_draft(target: str | Path, out_dir: str | Path, keep_layers: list[int])
     weight_map: dict[str, str] = {}
     seen_layers = False
     for path, name in zip(files, names, strict=True):
-        tensors = {}
-        with safe_open(path, framework="pt") as f:
-            for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
-                m = _LAYER_KEY.match(key)
-                if m is None:
-                    tensors[key] = f.get_tensor(key)
-                    continue
-                seen_layers = True
-                if int(m.group(2)) in renumber:
-                    tensors[f"{m.group(1)}{renumber[int(m.group(2))]}{m.group(3)}"] = f.get_tensor(
-                        key
-                    )
+        tensors, seen = _kept_tensors(path, renumber)
+        seen_layers = seen_layers or seen
         save_file(tensors, out / name, metadata={"format": "pt"})
         weight_map.update(dict.fromkeys(tensors, name))
     if not seen_layers:
@@ -158,15 +147,39 @@ def prune_draft(target: str | Path, out_dir: str | Path, keep_layers: list[int])
     if len(files) > 1:
         index = {"metadata": {}, "weight_map": weight_map}
         (out / "model.safetensors.index.json").write_text(json.dumps(index, indent=2))
+    _keep_layer_config(tcfg, keep_layers, n)
+    _write_config(out, cfg, {"method": "prune", "target": str(target), "keep_layers": keep_layers})
+    copy_tokenizer(target, out)
+    return out
+
+
+def _kept_tensors(path: Path, renumber: dict[int, int]) -> tuple[dict, bool]:
+    """The tensors of one weight file with only the kept layers (renumbered), and whether
+    the file had any per-layer tensor at all."""
+    from safetensors import safe_open
+
+    tensors, seen = {}, False
+    with safe_open(path, framework="pt") as f:
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a mapping)
+            m = _LAYER_KEY.match(key)
+            if m is None:
+                tensors[key] = f.get_tensor(key)
+                continue
+            seen = True
+            if int(m.group(2)) in renumber:
+                new_key = f"{m.group(1)}{renumber[int(m.group(2))]}{m.group(3)}"
+                tensors[new_key] = f.get_tensor(key)
+    return tensors, seen
+
+
+def _keep_layer_config(tcfg: dict, keep_layers: list[int], n: int) -> None:
+    """Set the text config's layer count and per-layer lists to the kept layers (in place)."""
     tcfg["num_hidden_layers"] = len(keep_layers)
     for key in ("layer_types", "mlp_only_layers"):  # per-layer lists follow the kept layers
         if isinstance(tcfg.get(key), list) and len(tcfg[key]) == n:
             tcfg[key] = [tcfg[key][j] for j in keep_layers]
     if "max_window_layers" in tcfg:
         tcfg["max_window_layers"] = min(tcfg["max_window_layers"], len(keep_layers))
-    _write_config(out, cfg, {"method": "prune", "target": str(target), "keep_layers": keep_layers})
-    copy_tokenizer(target, out)
-    return out
 
 
 def _write_config(out: Path, cfg: dict, provenance: dict) -> None:
