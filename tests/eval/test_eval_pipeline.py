@@ -28,16 +28,17 @@ def test_eval_pipeline_tiny(tiny_recipe):
     cfg = load_config(out / "config.resolved.yaml")
     res = read_results(out / "results.json")
     assert tuple(res.models) == (*MODELS, "echo")
-    n_qa = res.models["base"].qa["domain"].n_items
+    qa_set = cfg.qa[0].name  # the recipe's first eval set (data_sft's eval_sets/*.jsonl)
+    n_qa = res.models["base"].qa[qa_set].n_items
     assert 0 < n_qa <= cfg.qa[0].limit
     for name in MODELS:
         m = res.models[name]
-        assert m.qa["domain"].n_items == n_qa and m.mmlu.n == 57
+        assert m.qa[qa_set].n_items == n_qa and m.mmlu.n == 57
         assert set(m.perplexity) == {p.name for p in cfg.perplexity}
-        d = m.qa["domain"].diagnostics
+        d = m.qa[qa_set].diagnostics
         assert d.n == n_qa and d.max_new_tokens == cfg.generation.max_new_tokens
         assert 0 <= d.share_truncated <= 1 and d.mean_tokens <= cfg.generation.max_new_tokens
-        preds = (out / "predictions" / f"{name}__domain.jsonl").read_text(encoding="utf-8")
+        preds = (out / "predictions" / f"{name}__{qa_set}.jsonl").read_text(encoding="utf-8")
         lines = [json.loads(x) for x in preds.splitlines()]
         assert len(lines) == n_qa and {"id", "cluster", "finish_reason", "scores"} <= set(lines[0])
         assert len((out / "models" / name / "mmlu.jsonl").read_text().splitlines()) == 57
@@ -53,7 +54,7 @@ def test_eval_pipeline_tiny(tiny_recipe):
         res.models["cpt"].mmlu.accuracy / res.models["base"].mmlu.accuracy
     )
     assert "higher" not in acc.verdict
-    (domain,) = [d for d in res.domain if d.name == "domain"]
+    (domain,) = [d for d in res.domain if d.name == qa_set]
     assert {r.model for r in domain.rows} == {*MODELS, "echo"}
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "## Continual pre-training (CPT)" in md and "### General-capability retention" in md
