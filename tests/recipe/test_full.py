@@ -18,8 +18,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.parametrize("name", ["full_tiny.yaml", "full_demo.yaml"])
-def test_every_stage_config_validates_with_its_wiring(name):
-    cfg = load_config(ROOT / "pipelines" / name)
+def test_every_stage_config_validates_with_its_wiring(name, tmp_path):
+    # an empty output folder: no eval_sets/ yet, so eval falls back to the test split
+    cfg = load_config(ROOT / "pipelines" / name, [f"output_dir={tmp_path / 'full'}"])
     stages = plan(cfg, final_sft_stage="stage2_domain")
     assert [s.name for s in stages] == [
         "data_cpt",
