@@ -11,7 +11,6 @@ from __future__ import annotations
 import gzip
 import json
 import random
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +24,9 @@ _LAW_TEMPLATES = (
 
 def _laws_questions() -> list[str]:
     """Domain questions about real law articles, in a fixed order."""
-    from soaes.assets.fetch import require
+    from soaes.assets.texts import law_articles
 
-    con = sqlite3.connect(f"file:{require('laws') / 'laws.db'}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            "SELECT law_name, article_no, article_text FROM articles "
-            "WHERE status = '现行有效' ORDER BY id"
-        ).fetchall()
-    finally:
-        con.close()
+    rows = [(law, no, text) for _, law, no, text in law_articles()]
     return [
         _LAW_TEMPLATES[i % 2].format(law=law, no=no or "", text=(text or "")[:200])
         for i, (law, no, text) in enumerate(rows)

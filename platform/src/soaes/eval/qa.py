@@ -91,18 +91,9 @@ def load_qa(path: str | Path, limit: int | None = None) -> tuple[list[dict], lis
 
 def laws_qa_sample(n: int, seed: int = 0) -> list[dict]:
     """``n`` items "《X》第N条规定了什么？" → the article text, from in-force laws, seeded."""
-    import sqlite3
+    from soaes.assets.texts import law_articles
 
-    from soaes.assets.fetch import require
-
-    con = sqlite3.connect(f"file:{require('laws') / 'laws.db'}?mode=ro", uri=True)
-    try:
-        rows = con.execute(
-            "SELECT id, law_name, article_no, article_text FROM articles WHERE status = '现行有效' "
-            "AND article_no IS NOT NULL AND length(article_text) > 0 ORDER BY id"
-        ).fetchall()
-    finally:
-        con.close()
+    rows = [r for r in law_articles() if r[2] is not None and r[3]]
     picked = sorted(random.Random(seed).sample(rows, min(n, len(rows))))
     return [
         {
