@@ -82,6 +82,11 @@ class FullConfig(StrictModel):
     sft_single: StageRef = Field(
         description="Single-stage SFT on the CPT model (kind sft, mode single_stage): ablation."
     )
+    report_note: str | None = Field(
+        default=None,
+        description="A caveat printed under the report's title (e.g. that the run's claims "
+        "are not powered, and where the powered run's report is).",
+    )
     base_sft_arm: bool = Field(default=True, description="Run the base+SFT ablation arm.")
     distill: StageRef = Field(description="Draft distillation + acceptance (kind distill).")
     serve_bench: ServeBenchRef | None = Field(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,7 @@ from soaes.config.eval import (
 from soaes.config.full import FullConfig, StageRef
 from soaes.config.loader import load_config, save_resolved
 from soaes.ray_env import connect
+from soaes.recipe.publish import publish_report
 from soaes.recipe.stages import Stage, run_stage
 from soaes.train.metrics import format_duration
 
@@ -197,16 +197,6 @@ def _final_sft_stage(data_sft_dir: Path) -> str | None:
         return None
 
 
-def _publish_report(out: Path) -> None:
-    """Copy the eval stage's report (and the figures it links) to the run's root."""
-    for name in ("report.md", "report.html", "report.json"):
-        src = out / "eval" / name
-        if src.exists():
-            shutil.copy2(src, out / name)
-    if (out / "eval" / "figures").is_dir():  # report.md links figures/*.png
-        shutil.copytree(out / "eval" / "figures", out / "figures", dirs_exist_ok=True)
-
-
 def run_full(cfg: FullConfig) -> dict[str, Any]:
     """Run (or resume) the whole recipe and copy the report to ``<output_dir>/``."""
     connect(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.include_dashboard)
@@ -220,7 +210,7 @@ def run_full(cfg: FullConfig) -> dict[str, Any]:
                 s for s in plan(cfg, _final_sft_stage(out / "data_sft")) if s.name == "eval"
             )
         records.append(run_stage(stage, cfg, keys))
-    _publish_report(out)
+    publish_report(out, records, stage_dirs(cfg), cfg.report_note)
     summary = {
         "output_dir": str(out),
         "report": str(out / "report.md"),

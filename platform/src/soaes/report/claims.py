@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
+from soaes.eval.stats import degenerate, min_detectable_ratio
 from soaes.report.fmt import fmt_num, fmt_ratio
-from soaes.report.schema import Acceptance, AcceptanceRow, Claim, Comparison, Results, Retention
+from soaes.report.schema import (
+    Acceptance,
+    AcceptanceRow,
+    Claim,
+    Comparison,
+    Ratio,
+    Results,
+    Retention,
+)
 
 # SOAEsV2 (arXiv 2505.04723), the figures our results are set beside.
 PAPER = {
@@ -27,6 +38,20 @@ def best_row(acc: Acceptance | None) -> AcceptanceRow | None:
     return next((r for r in acc.rows if r.k == k), acc.rows[0])
 
 
+def power(cell: Ratio | None, paper: float) -> dict[str, float | bool]:
+    """``{min_detectable, powered}`` of a ratio cell against the paper's effect ``paper``.
+
+    Powered: the interval excludes 1 (an effect was detected), or the smallest effect it could
+    detect with ~80% power is no larger than the paper's (a null result then says something).
+    Empty for a missing cell or one without a usable interval.
+    """
+    if cell is None or not math.isfinite(cell.ratio) or degenerate(cell.low, cell.high):
+        return {}
+    mde = min_detectable_ratio(cell.low, cell.high)
+    detected = cell.low > 1 or cell.high < 1
+    return {"min_detectable": mde, "powered": detected or mde - 1 <= abs(paper - 1) + 1e-12}
+
+
 def retention_claim(ret: Retention | None) -> Claim:
     """General ability after CPT, on the most sensitive informative measure (named)."""
     claim = "General ability kept after CPT (paper: MMLU accuracy after/before)"
@@ -40,7 +65,8 @@ def retention_claim(ret: Retention | None) -> Claim:
             claim=claim, paper="99.8%", ours=fmt_ratio(acc, pct=True), verdict=why, value=None
         )
     ours = f"{h.metric}: {fmt_ratio(h, pct=h.metric.startswith('MMLU'))}"
-    return Claim(claim=claim, paper="99.8%", ours=ours, verdict=h.verdict, value=h.ratio)
+    pw = power(h, PAPER["general_retention"])
+    return Claim(claim=claim, paper="99.8%", ours=ours, verdict=h.verdict, value=h.ratio, **pw)
 
 
 def comparison_claims(comp: Comparison | None, key: str, qa_set: str | None) -> list[Claim]:
@@ -56,6 +82,7 @@ def comparison_claims(comp: Comparison | None, key: str, qa_set: str | None) -> 
                 ours=fmt_ratio(cell),
                 verdict=cell.verdict if cell else "not run",
                 value=cell.ratio if cell else None,
+                **power(cell, PAPER[key][m]),
             )
         )
     return out

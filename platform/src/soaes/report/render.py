@@ -1,7 +1,7 @@
 """Rendering for the report: blocks to Markdown and self-contained HTML, and the figures.
 
 A report is a list of blocks, each a tuple: ``("h1"|"h2"|"h3", text)``, ``("p", text)``,
-``("table", header, rows)`` or ``("fig", name, png_bytes, caption)``. The same blocks render
+``("ul", items)``, ``("table", header, rows)`` or ``("fig", name, png_bytes, caption)``. The same blocks render
 to Markdown (figures saved beside it as PNG files) and to HTML (figures embedded as base64,
 so the page is one file).
 """
@@ -33,6 +33,8 @@ def render_markdown(blocks: Sequence[Block], fig_dir: Path, fig_rel: str = "figu
             out.append("#" * int(kind[1]) + " " + b[1])
         elif kind == "p":
             out.append(b[1])
+        elif kind == "ul":
+            out.extend(f"- {_md_cell(item)}" for item in b[1])
         elif kind == "table":
             header, rows = b[1], b[2]
             out.append("| " + " | ".join(header) + " |")
@@ -62,6 +64,8 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
         elif kind == "p":
             cls = ' class="notrun"' if b[1].startswith("*Not run") else ""
             body.append(f"<p{cls}>{esc(b[1].strip('*') if cls else b[1])}</p>")
+        elif kind == "ul":
+            body.append("<ul>" + "".join(f"<li>{esc(str(i))}</li>" for i in b[1]) + "</ul>")
         elif kind == "table":
             head = "".join(f"<th>{esc(str(h))}</th>" for h in b[1])
             rows = "".join(

@@ -189,6 +189,23 @@ class Claim(Frozen):
     ours: str = Field(description="Our figure with its interval.")
     verdict: str = Field(description="What our figure says about it.")
     value: float | bool | None = Field(description="Our point value.")
+    min_detectable: float | None = Field(
+        default=None,
+        description="Smallest ratio above 1 the interval detects with ~80% power (None: no CI).",
+    )
+    powered: bool | None = Field(
+        default=None,
+        description="The interval excludes 1, or it could have detected the paper's effect "
+        "(min_detectable <= the paper's ratio); None where no interval applies.",
+    )
+
+
+class StageTime(Frozen):
+    """Wall time of one recipe stage, as the run that produced the report recorded it."""
+
+    stage: str = Field(description="Stage name.")
+    status: str = Field(description="'ran' or 'skipped' (finished in an earlier invocation).")
+    seconds: float | None = Field(description="Wall time of the invocation that ran it.")
 
 
 class AcceptanceRow(Open):
@@ -279,3 +296,9 @@ class Results(Frozen):
     serving: Serving | None = Field(default=None, description="Serve benchmark.")
     loss_curves: LossCurves = Field(default_factory=dict, description="Run -> series.")
     headline: list[Claim] = Field(default_factory=list, description="Paper vs ours.")
+    note: str | None = Field(
+        default=None, description="The run's own caveat, shown under the title (e.g. not powered)."
+    )
+    stages: list[StageTime] = Field(
+        default_factory=list, description="Recipe stages and their wall times (recipe runs only)."
+    )

@@ -38,6 +38,44 @@ def headline_blocks(claims: list[Claim]) -> list[Block]:
     ]
 
 
+def power_blocks(claims: list[Claim]) -> list[Block]:
+    """Whether each quality claim was powered: its interval excludes 1, or it could have
+    detected the paper's effect. Claims without an interval (not run, speed) are left out."""
+    rated = [c for c in claims if c.powered is not None]
+    if not rated:
+        return []
+    weak = [c for c in rated if not c.powered]
+    lines = [
+        f"{c.claim}: the smallest effect this run could detect is ~{c.min_detectable:.2f}x "
+        f"against the paper's {c.paper}"
+        for c in weak
+    ]
+    if not weak:
+        text = (
+            f"**Powered**: each of the {len(rated)} quality claims with an interval either "
+            "detected an effect (interval excludes 1) or could have detected the paper's."
+        )
+        return [("p", text)]
+    text = (
+        f"**Not powered**: {len(weak)} of {len(rated)} quality claims could neither detect an "
+        "effect nor one as large as the paper's; their null results say little."
+    )
+    return [("p", text), ("ul", lines)]
+
+
+def stages_blocks(res: Results) -> list[Block]:
+    """The recipe's stages and their wall times (recipe runs only)."""
+    if not res.stages:
+        return []
+    rows = [
+        [s.stage, s.status, "n/a" if s.seconds is None else f"{s.seconds / 60:.1f} min"]
+        for s in res.stages
+    ]
+    total = sum(s.seconds or 0.0 for s in res.stages)
+    rows.append(["total", "", f"{total / 60:.1f} min"])
+    return [("h2", "Stages and wall times"), ("table", ["stage", "status", "wall time"], rows)]
+
+
 def models_blocks(res: Results) -> list[Block]:
     """MMLU (with its interval against chance) and perplexities of every model."""
     blocks: list[Block] = [("h2", "Models evaluated")]

@@ -19,7 +19,10 @@ def build_blocks(res: Results) -> list[Block]:
     return [
         ("h1", res.title),
         ("p", created),
+        *([("p", f"**Note.** {res.note}")] if res.note else []),
         *q.headline_blocks(res.headline),
+        *q.power_blocks(res.headline),
+        *q.stages_blocks(res),
         *q.models_blocks(res),
         *q.domain_blocks(res),
         *q.samples_blocks(res),
