@@ -21,7 +21,9 @@ def tmp_cache(tmp_path, monkeypatch):
 
 
 def _leftovers(cache):
-    return sorted(p.name for p in (cache / "assets").iterdir()) if (cache / "assets").exists() else []
+    return (
+        sorted(p.name for p in (cache / "assets").iterdir()) if (cache / "assets").exists() else []
+    )
 
 
 def test_tampered_file_fails_checksum_and_leaves_nothing(tmp_cache, monkeypatch):
@@ -49,7 +51,11 @@ def test_missing_member_fails_and_leaves_nothing(tmp_cache, monkeypatch):
 
 def test_fetch_is_atomic_and_rerun_is_noop(tmp_cache):
     path = fetch_mod.fetch("chatterbot")
-    assert (path / "ASSET.json").is_file() and (path / "chinese" / "money.yml") and (path / "english" / "money.yml").is_file()
+    assert (
+        (path / "ASSET.json").is_file()
+        and (path / "chinese" / "money.yml")
+        and (path / "english" / "money.yml").is_file()
+    )
     mtime = (path / "ASSET.json").stat().st_mtime_ns
     assert fetch_mod.fetch("chatterbot") == path
     assert (path / "ASSET.json").stat().st_mtime_ns == mtime
@@ -74,13 +80,23 @@ def test_qwen2_tokenizer_ids_match_qwen2_and_tiktoken():
     assert tok("Hello world").input_ids == [9707, 1879]
     assert tok("你好").input_ids == [108386]
     assert tok.convert_tokens_to_ids(["<|endoftext|>", "<|im_start|>", "<|im_end|>"]) == [
-        151643, 151644, 151645]
-    ref = tiktoken.Encoding("qwen", pat_str=QWEN2_PATTERN,
-                            mergeable_ranks=load_tiktoken_bpe(str(folder / "qwen.tiktoken")),
-                            special_tokens={})
-    for text in ["《中华人民共和国企业国有资产法》第十一条规定了什么？",
-                 "  The Board's 2023 report: ROE=12.5%\n\n国有资本投资公司", "mixed 中英 text 123456"]:
+        151643,
+        151644,
+        151645,
+    ]
+    ref = tiktoken.Encoding(
+        "qwen",
+        pat_str=QWEN2_PATTERN,
+        mergeable_ranks=load_tiktoken_bpe(str(folder / "qwen.tiktoken")),
+        special_tokens={},
+    )
+    for text in [
+        "《中华人民共和国企业国有资产法》第十一条规定了什么？",
+        "  The Board's 2023 report: ROE=12.5%\n\n国有资本投资公司",
+        "mixed 中英 text 123456",
+    ]:
         assert tok(text).input_ids == ref.encode(text), text
-    chat = tok.apply_chat_template([{"role": "user", "content": "你好"}], tokenize=False,
-                                   add_generation_prompt=True)
+    chat = tok.apply_chat_template(
+        [{"role": "user", "content": "你好"}], tokenize=False, add_generation_prompt=True
+    )
     assert chat.endswith("<|im_start|>user\n你好<|im_end|>\n<|im_start|>assistant\n")

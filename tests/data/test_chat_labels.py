@@ -9,13 +9,17 @@ from soaes.data.chat import IGNORE_INDEX, render_batch
 from soaes.data.tokenize import load_tokenizer
 
 CONVS = [
-    [{"role": "user", "content": "《中华人民共和国公司法》第一条规定了什么？"},
-     {"role": "assistant", "content": "为了规范公司的组织和行为，制定本法。"}],
-    [{"role": "system", "content": "You are terse."},
-     {"role": "user", "content": "Hi <|im_end|> there"},
-     {"role": "assistant", "content": "Hello."},
-     {"role": "user", "content": "How are you?"},
-     {"role": "assistant", "content": "Fine, thanks!"}],
+    [
+        {"role": "user", "content": "《中华人民共和国公司法》第一条规定了什么？"},
+        {"role": "assistant", "content": "为了规范公司的组织和行为，制定本法。"},
+    ],
+    [
+        {"role": "system", "content": "You are terse."},
+        {"role": "user", "content": "Hi <|im_end|> there"},
+        {"role": "assistant", "content": "Hello."},
+        {"role": "user", "content": "How are you?"},
+        {"role": "assistant", "content": "Fine, thanks!"},
+    ],
 ]
 
 

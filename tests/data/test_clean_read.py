@@ -26,15 +26,26 @@ def test_classify_reasons():
 
 def test_parse_record_reasons():
     cases = {
-        b"": "empty_record", b"   ": "empty_record", b"\xff\xfe{": "invalid_utf8",
-        b"{not json": "bad_json", b"[1, 2]": "bad_json", b'{"body": "x"}': "missing_field",
-        b'{"text": 3}': "missing_field", b"x" * 500: "oversize",
+        b"": "empty_record",
+        b"   ": "empty_record",
+        b"\xff\xfe{": "invalid_utf8",
+        b"{not json": "bad_json",
+        b"[1, 2]": "bad_json",
+        b'{"body": "x"}': "missing_field",
+        b'{"text": 3}': "missing_field",
+        b"x" * 500: "oversize",
     }
     for line, reason in cases.items():
         assert parse_record(line, "jsonl", "text", None, 400)[2] == reason, line
-    text, doc_id, reason, _ = parse_record(json.dumps({"text": "正文", "id": 7}).encode(), "jsonl", "text", "id", 400)
+    text, doc_id, reason, _ = parse_record(
+        json.dumps({"text": "正文", "id": 7}).encode(), "jsonl", "text", "id", 400
+    )
     assert (text, doc_id, reason) == ("正文", "7", "")
-    assert parse_record("纯文本".encode(), "text_lines", "text", None, 400)[:3] == ("纯文本", None, "")
+    assert parse_record("纯文本".encode(), "text_lines", "text", None, 400)[:3] == (
+        "纯文本",
+        None,
+        "",
+    )
 
 
 def test_split_lines():

@@ -35,19 +35,27 @@ WITHHELD = load_config(ROOT / "pipelines" / "data_cpt_tiny.yaml").withheld_laws
 def _corrupted_lines(fresh: list[str]) -> tuple[bytes, dict, dict]:
     lines = [
         json.dumps({"text": fresh[0]}, ensure_ascii=False).encode(),
-        b'{"text": "unterminated',                               # bad_json
-        b'{"text": "\xff\xfe broken bytes"}',                      # invalid_utf8
-        b"",                                                      # empty_record
-        b"   \t ",                                                # empty_record
+        b'{"text": "unterminated',  # bad_json
+        b'{"text": "\xff\xfe broken bytes"}',  # invalid_utf8
+        b"",  # empty_record
+        b"   \t ",  # empty_record
         json.dumps({"text": "x" * (4 * MAX_CHARS + 10)}).encode(),  # oversize, never decoded
-        json.dumps({"text": "长" * (MAX_CHARS + 5)}, ensure_ascii=False).encode(),  # oversize after decode
+        json.dumps(
+            {"text": "长" * (MAX_CHARS + 5)}, ensure_ascii=False
+        ).encode(),  # oversize after decode
         json.dumps({"body": fresh[1]}, ensure_ascii=False).encode(),  # missing_field
-        b"[1, 2, 3]",                                             # bad_json (not an object)
-        json.dumps({"text": "短"}, ensure_ascii=False).encode(),   # filtered: too_short
+        b"[1, 2, 3]",  # bad_json (not an object)
+        json.dumps({"text": "短"}, ensure_ascii=False).encode(),  # filtered: too_short
         json.dumps({"text": "!!!! #### $$$$ %%%% ^^^^ &&&& ****"}).encode(),  # low_script_ratio
         json.dumps({"text": fresh[1]}, ensure_ascii=False).encode() + b"\r",
     ]
-    quarantined = {"bad_json": 2, "invalid_utf8": 1, "empty_record": 2, "oversize": 2, "missing_field": 1}
+    quarantined = {
+        "bad_json": 2,
+        "invalid_utf8": 1,
+        "empty_record": 2,
+        "oversize": 2,
+        "missing_field": 1,
+    }
     filtered = {"too_short": 1, "low_script_ratio": 1}
     return b"\n".join(lines), quarantined, filtered  # no final newline on purpose
 
@@ -56,7 +64,9 @@ def _corrupted_lines(fresh: list[str]) -> tuple[bytes, dict, dict]:
 def corpus(tmp_path_factory, ray_session, tiny_paths):
     root = tmp_path_factory.mktemp("cpt")
     laws = [t for _, t in itertools.islice(iter_laws(withheld=WITHHELD), N_LAWS)]
-    pd_tail = [t for _, t in itertools.islice(iter_peoples_daily(), N_PD + 200, N_PD + 400) if len(t) > 60]
+    pd_tail = [
+        t for _, t in itertools.islice(iter_peoples_daily(), N_PD + 200, N_PD + 400) if len(t) > 60
+    ]
     long_laws = [t for t in laws if len(t) > 120]
     exact = long_laws[:3]
     near = [t[:60] + ("乙" if t[60] != "乙" else "丙") + t[61:] for t in long_laws[3:6]]
@@ -64,39 +74,83 @@ def corpus(tmp_path_factory, ray_session, tiny_paths):
     internal = pd_tail[5]
     planted = [*exact, *near, internal, internal, *distinct]
     (root / "planted.jsonl").write_text(
-        "".join(json.dumps({"text": t, "id": f"p{i}"}, ensure_ascii=False) + "\n" for i, t in enumerate(planted)),
-        encoding="utf-8")
+        "".join(
+            json.dumps({"text": t, "id": f"p{i}"}, ensure_ascii=False) + "\n"
+            for i, t in enumerate(planted)
+        ),
+        encoding="utf-8",
+    )
     body, quarantined, filtered = _corrupted_lines(pd_tail[10:12])
     (root / "corrupted.jsonl").write_bytes(body)
     extra = pd_tail[20:40]
     pq.write_table(pa.table({"content": [*extra, None]}), root / "extra.parquet")
-    cfg = validate_config({
-        "kind": "data_cpt", "name": "test_cpt", "output_dir": str(root / "out"),
-        "tokenizer": str(tiny_paths["tokenizer"]), "seq_len": SEQ_LEN, "rows_per_shard": 300,
-        "sources": [
-            {"name": "laws", "group": "domain", "max_docs": N_LAWS},
-            {"name": "peoples_daily", "group": "general", "max_docs": N_PD},
-            {"name": "planted", "group": "domain", "format": "jsonl", "path": str(root / "planted.jsonl"),
-             "id_field": "id"},
-            {"name": "corrupted", "group": "domain", "format": "jsonl", "path": str(root / "corrupted.jsonl")},
-            {"name": "extra", "group": "general", "format": "parquet", "path": str(root / "extra.parquet"),
-             "text_field": "content"},
-            {"name": "law_tail", "group": "domain", "format": "sqlite", "path": str(require("laws") / "laws.db"),
-             "sql": "SELECT id, law_name || article_no || ' ' || article_text AS text FROM articles "
-                    "WHERE status = '现行有效' AND id > 25000 ORDER BY id LIMIT 30", "id_field": "id"},
-        ],
-        "mix": {"ratio": {"domain": 1, "general": 1}, "seed": 3}, "withheld_laws": WITHHELD,
-        "dedup": {"num_perm": 64, "bands": 16}, "validation_fraction": 0.05,
-    })
+    cfg = validate_config(
+        {
+            "kind": "data_cpt",
+            "name": "test_cpt",
+            "output_dir": str(root / "out"),
+            "tokenizer": str(tiny_paths["tokenizer"]),
+            "seq_len": SEQ_LEN,
+            "rows_per_shard": 300,
+            "sources": [
+                {"name": "laws", "group": "domain", "max_docs": N_LAWS},
+                {"name": "peoples_daily", "group": "general", "max_docs": N_PD},
+                {
+                    "name": "planted",
+                    "group": "domain",
+                    "format": "jsonl",
+                    "path": str(root / "planted.jsonl"),
+                    "id_field": "id",
+                },
+                {
+                    "name": "corrupted",
+                    "group": "domain",
+                    "format": "jsonl",
+                    "path": str(root / "corrupted.jsonl"),
+                },
+                {
+                    "name": "extra",
+                    "group": "general",
+                    "format": "parquet",
+                    "path": str(root / "extra.parquet"),
+                    "text_field": "content",
+                },
+                {
+                    "name": "law_tail",
+                    "group": "domain",
+                    "format": "sqlite",
+                    "path": str(require("laws") / "laws.db"),
+                    "sql": "SELECT id, law_name || article_no || ' ' || article_text AS text FROM articles "
+                    "WHERE status = '现行有效' AND id > 25000 ORDER BY id LIMIT 30",
+                    "id_field": "id",
+                },
+            ],
+            "mix": {"ratio": {"domain": 1, "general": 1}, "seed": 3},
+            "withheld_laws": WITHHELD,
+            "dedup": {"num_perm": 64, "bands": 16},
+            "validation_fraction": 0.05,
+        }
+    )
     summary = run_cpt_data(cfg)
     out = Path(cfg.output_dir)
     manifest = json.loads((out / "manifest.json").read_text())
     tok = resolve_tokenizer(str(tiny_paths["tokenizer"]))
     domain_texts = laws + planted + pd_tail[10:12] + _law_tail_texts()
-    return {"out": out, "manifest": manifest, "summary": summary, "tok": tok, "cfg": cfg,
-            "quarantined": quarantined, "filtered": filtered, "exact": exact, "near": near,
-            "distinct": distinct, "internal": internal,
-            "domain": _token_set(tok, domain_texts), "withheld": _token_set(tok, _withheld_docs())}
+    return {
+        "out": out,
+        "manifest": manifest,
+        "summary": summary,
+        "tok": tok,
+        "cfg": cfg,
+        "quarantined": quarantined,
+        "filtered": filtered,
+        "exact": exact,
+        "near": near,
+        "distinct": distinct,
+        "internal": internal,
+        "domain": _token_set(tok, domain_texts),
+        "withheld": _token_set(tok, _withheld_docs()),
+    }
 
 
 def _withheld_docs() -> list[str]:
@@ -106,8 +160,10 @@ def _withheld_docs() -> list[str]:
 
 def _law_tail_texts() -> list[str]:
     con = sqlite3.connect(f"file:{require('laws') / 'laws.db'}?mode=ro", uri=True)
-    rows = con.execute("SELECT law_name || article_no || ' ' || article_text FROM articles "
-                       "WHERE status = '现行有效' AND id > 25000 ORDER BY id LIMIT 30").fetchall()
+    rows = con.execute(
+        "SELECT law_name || article_no || ' ' || article_text FROM articles "
+        "WHERE status = '现行有效' AND id > 25000 ORDER BY id LIMIT 30"
+    ).fetchall()
     con.close()
     return [r[0] for r in rows]
 
@@ -131,10 +187,18 @@ def _unpack(out: Path, pattern: str, eos: int) -> tuple[list[np.ndarray], int]:
 def test_counts_add_up_per_source(corpus):
     m = corpus["manifest"]
     for name, c in m["sources"].items():
-        rest = (c["docs_out"] + sum(c["filtered"].values()) + sum(c["quarantined"].values())
-                + c["exact_dups"] + c["near_dups"])
+        rest = (
+            c["docs_out"]
+            + sum(c["filtered"].values())
+            + sum(c["quarantined"].values())
+            + c["exact_dups"]
+            + c["near_dups"]
+        )
         assert rest == c["docs_in"], name
-    assert m["sources"]["laws"]["docs_in"] == N_LAWS and m["sources"]["peoples_daily"]["docs_in"] == N_PD
+    assert (
+        m["sources"]["laws"]["docs_in"] == N_LAWS
+        and m["sources"]["peoples_daily"]["docs_in"] == N_PD
+    )
     assert m["sources"]["extra"]["quarantined"] == {"missing_field": 1}
     assert m["sources"]["law_tail"]["docs_in"] == 30
 
@@ -143,7 +207,10 @@ def test_corrupted_file_is_quarantined_with_exact_counts(corpus):
     c = corpus["manifest"]["sources"]["corrupted"]
     assert c["docs_in"] == 12 and c["quarantined"] == corpus["quarantined"]
     assert c["filtered"] == corpus["filtered"] and c["docs_out"] == 2
-    records = [json.loads(x) for x in (corpus["out"] / "quarantine" / "quarantine.jsonl").read_text().splitlines()]
+    records = [
+        json.loads(x)
+        for x in (corpus["out"] / "quarantine" / "quarantine.jsonl").read_text().splitlines()
+    ]
     mine = [r for r in records if r["source"] == "corrupted"]
     got: dict = {}
     for r in mine:

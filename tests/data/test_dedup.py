@@ -16,8 +16,10 @@ from soaes.data.dedup import (
 )
 
 A, B = perm_params(128)
-TEXT = ("第一条 为了规范企业国有资产的管理，维护国家基本经济制度，巩固和发展国有经济，"
-        "加强对国有资产的保护，发挥国有经济在国民经济中的主导作用，促进社会主义市场经济发展，制定本法。")
+TEXT = (
+    "第一条 为了规范企业国有资产的管理，维护国家基本经济制度，巩固和发展国有经济，"
+    "加强对国有资产的保护，发挥国有经济在国民经济中的主导作用，促进社会主义市场经济发展，制定本法。"
+)
 
 
 def _sig(text):
@@ -26,7 +28,9 @@ def _sig(text):
 
 def test_near_copy_is_similar_and_distinct_text_is_not():
     near = TEXT.replace("巩固和发展", "巩固与发展")
-    other = "床前明月光，疑是地上霜。举头望明月，低头思故乡。这是一首流传很广的唐诗，写的是思乡之情。"
+    other = (
+        "床前明月光，疑是地上霜。举头望明月，低头思故乡。这是一首流传很广的唐诗，写的是思乡之情。"
+    )
     assert jaccard_estimate(_sig(TEXT), _sig(TEXT)) == 1.0
     assert jaccard_estimate(_sig(TEXT), _sig(near)) > 0.75
     assert jaccard_estimate(_sig(TEXT), _sig(other)) < 0.1

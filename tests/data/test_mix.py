@@ -38,7 +38,14 @@ def test_plan_mix_hits_the_ratio_within_a_fraction_of_a_percent():
         # The scarce group is used exactly once; the other is downsampled.
         assert (plan.copies[groups == "domain"] == 1).all()
         assert (plan.copies[groups == "general"] <= 1).all()
-    up = plan_mix(groups, tokens, uids, {"domain": 3, "general": 1}, total_tokens=4 * tokens[groups == "general"].sum(), seed=1)
+    up = plan_mix(
+        groups,
+        tokens,
+        uids,
+        {"domain": 3, "general": 1},
+        total_tokens=4 * tokens[groups == "general"].sum(),
+        seed=1,
+    )
     assert up.copies[groups == "domain"].max() >= 3 and up.max_relative_error() < 0.005
 
 
@@ -58,7 +65,9 @@ def test_stream_shards_interleave_and_cut_by_tokens():
     assert uid.size == copies.sum() and (rank == np.arange(uid.size)).all()
     assert (np.diff(shard) >= 0).all() and shard.max() >= 10
     first = set(uid[: uid.size // 4].tolist())
-    assert first & set(uids[groups == "domain"].tolist()) and first & set(uids[groups == "general"].tolist())
+    assert first & set(uids[groups == "domain"].tolist()) and first & set(
+        uids[groups == "general"].tolist()
+    )
 
 
 def test_split_fraction_is_about_the_fraction():

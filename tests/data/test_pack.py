@@ -24,7 +24,7 @@ def test_unpack_gives_back_every_token_in_order(seq_len):
     back = unpack_documents(ids, n_pad, EOS)
     assert [d.tolist() for d in back] == [d.tolist() for d in docs]
     assert ids.size - n_pad.sum() == sum(len(d) + 1 for d in docs)
-    assert (ids[-1, seq_len - n_pad[-1]:] == PAD).all()
+    assert (ids[-1, seq_len - n_pad[-1] :] == PAD).all()
 
 
 def test_position_ids_restart_at_rows_documents_and_pad():

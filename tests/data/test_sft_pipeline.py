@@ -24,11 +24,15 @@ ROOT = Path(__file__).resolve().parents[2]
 WITHHELD = load_config(ROOT / "pipelines" / "data_sft_tiny.yaml").withheld_laws
 FOCUS = ["中华人民共和国企业国有资产法", WITHHELD[1]]
 RECALL = ["中华人民共和国企业国有资产法", "中华人民共和国会计法"]
-GOOD = {"messages": [{"role": "system", "content": "你是法律助手。"},
-                     {"role": "user", "content": "什么是要约？"},
-                     {"role": "assistant", "content": "要约是希望与他人订立合同的意思表示。"},
-                     {"role": "user", "content": "要约可以撤回吗？"},
-                     {"role": "assistant", "content": "可以，撤回通知应当在要约到达受要约人之前或者同时到达。"}]}
+GOOD = {
+    "messages": [
+        {"role": "system", "content": "你是法律助手。"},
+        {"role": "user", "content": "什么是要约？"},
+        {"role": "assistant", "content": "要约是希望与他人订立合同的意思表示。"},
+        {"role": "user", "content": "要约可以撤回吗？"},
+        {"role": "assistant", "content": "可以，撤回通知应当在要约到达受要约人之前或者同时到达。"},
+    ]
+}
 
 
 @pytest.fixture(scope="module")
@@ -36,33 +40,64 @@ def run(tmp_path_factory, ray_session, tiny_paths):
     root = tmp_path_factory.mktemp("sft")
     lines = [
         json.dumps(GOOD, ensure_ascii=False).encode(),
-        b'{"messages": [',                                                        # bad_json
-        b'{"messages": [{"role": "user", "content": "\xff"}]}',                   # invalid_utf8
-        b"",                                                                       # empty_record
-        json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(),   # no_assistant_turn
-        json.dumps({"messages": [{"role": "bot", "content": "x"}]}).encode(),     # bad_messages
-        json.dumps({"text": "no messages"}).encode(),                             # missing_field
-        json.dumps({"messages": [{"role": "user", "content": "长"},
-                                 {"role": "assistant", "content": "长" * 3000}]}, ensure_ascii=False).encode(),  # too_long
+        b'{"messages": [',  # bad_json
+        b'{"messages": [{"role": "user", "content": "\xff"}]}',  # invalid_utf8
+        b"",  # empty_record
+        json.dumps({"messages": [{"role": "user", "content": "hi"}]}).encode(),  # no_assistant_turn
+        json.dumps({"messages": [{"role": "bot", "content": "x"}]}).encode(),  # bad_messages
+        json.dumps({"text": "no messages"}).encode(),  # missing_field
+        json.dumps(
+            {
+                "messages": [
+                    {"role": "user", "content": "长"},
+                    {"role": "assistant", "content": "长" * 3000},
+                ]
+            },
+            ensure_ascii=False,
+        ).encode(),  # too_long
     ]
     (root / "user.jsonl").write_bytes(b"\n".join(lines) + b"\n")
-    cfg = validate_config({
-        "kind": "data_sft", "name": "test_sft", "output_dir": str(root / "out"),
-        "tokenizer": str(tiny_paths["tokenizer"]), "max_len": 512, "rows_per_shard": 150,
-        "validation_fraction": 0.1, "test_fraction": 0.1,
-        "stages": [
-            {"name": "stage1_chat", "sources": [{"name": "chatterbot_zh"},
-                                                {"name": "jsonl", "path": str(root / "user.jsonl"), "weight": 2}]},
-            {"name": "stage2_domain", "epochs": 2, "sources": [{"name": "laws_qa", "max_examples": 400},
-                                                               {"name": "insuranceqa_zh", "max_examples": 200}]},
-            {"name": "stage3_focus", "sources": [{"name": "laws_qa", "laws": FOCUS}]},
-        ],
-        "withheld_laws": WITHHELD, "eval_sets": {"size": 30, "recall_laws": RECALL},
-    })
+    cfg = validate_config(
+        {
+            "kind": "data_sft",
+            "name": "test_sft",
+            "output_dir": str(root / "out"),
+            "tokenizer": str(tiny_paths["tokenizer"]),
+            "max_len": 512,
+            "rows_per_shard": 150,
+            "validation_fraction": 0.1,
+            "test_fraction": 0.1,
+            "stages": [
+                {
+                    "name": "stage1_chat",
+                    "sources": [
+                        {"name": "chatterbot_zh"},
+                        {"name": "jsonl", "path": str(root / "user.jsonl"), "weight": 2},
+                    ],
+                },
+                {
+                    "name": "stage2_domain",
+                    "epochs": 2,
+                    "sources": [
+                        {"name": "laws_qa", "max_examples": 400},
+                        {"name": "insuranceqa_zh", "max_examples": 200},
+                    ],
+                },
+                {"name": "stage3_focus", "sources": [{"name": "laws_qa", "laws": FOCUS}]},
+            ],
+            "withheld_laws": WITHHELD,
+            "eval_sets": {"size": 30, "recall_laws": RECALL},
+        }
+    )
     summary = run_sft_data(cfg)
     out = Path(cfg.output_dir)
-    return {"out": out, "summary": summary, "manifest": json.loads((out / "manifest.json").read_text()),
-            "tok": load_tokenizer(str(tiny_paths["tokenizer"])), "jsonl": f"jsonl:{root / 'user.jsonl'}"}
+    return {
+        "out": out,
+        "summary": summary,
+        "manifest": json.loads((out / "manifest.json").read_text()),
+        "tok": load_tokenizer(str(tiny_paths["tokenizer"])),
+        "jsonl": f"jsonl:{root / 'user.jsonl'}",
+    }
 
 
 def _rows(out: Path, stage: str, split: str) -> list[dict]:
@@ -113,10 +148,17 @@ def _turns(ids: list[int], tok) -> list[str]:
 
 def test_no_test_question_or_answer_in_any_train_split(run):
     out, tok = run["out"], run["tok"]
-    seen = {_norm(t) for st in ("stage1_chat", "stage2_domain")
-            for r in _rows(out, st, "train") for t in _turns(r["input_ids"], tok)}
-    qa = [json.loads(x) for st in ("stage1_chat", "stage2_domain")
-          for x in (out / st / "test" / "qa.jsonl").read_text().splitlines()]
+    seen = {
+        _norm(t)
+        for st in ("stage1_chat", "stage2_domain")
+        for r in _rows(out, st, "train")
+        for t in _turns(r["input_ids"], tok)
+    }
+    qa = [
+        json.loads(x)
+        for st in ("stage1_chat", "stage2_domain")
+        for x in (out / st / "test" / "qa.jsonl").read_text().splitlines()
+    ]
     assert sum(item["source"] in ("laws_qa", "insuranceqa_zh") for item in qa) >= 20
     for item in qa:
         assert _norm(item["question"]) not in seen and _norm(item["answer"]) not in seen, item
@@ -143,15 +185,29 @@ def test_manifest_counts_match_files_and_quarantine(run):
         assert len(qa) == st["counts"]["test"]["examples"]
     user = m["sources"]["stage1_chat"][run["jsonl"]]
     assert user["docs_in"] == 8 and user["docs_out"] == 1
-    assert user["quarantined"] == {"bad_json": 1, "invalid_utf8": 1, "empty_record": 1, "no_assistant_turn": 1,
-                                   "bad_messages": 1, "missing_field": 1, "too_long": 1}
+    assert user["quarantined"] == {
+        "bad_json": 1,
+        "invalid_utf8": 1,
+        "empty_record": 1,
+        "no_assistant_turn": 1,
+        "bad_messages": 1,
+        "missing_field": 1,
+        "too_long": 1,
+    }
     for counts in m["sources"].values():
         for name, c in counts.items():
-            rest = c["docs_out"] + sum(c["filtered"].values()) + sum(c["quarantined"].values()) + c["exact_dups"]
+            rest = (
+                c["docs_out"]
+                + sum(c["filtered"].values())
+                + sum(c["quarantined"].values())
+                + c["exact_dups"]
+            )
             assert rest == c["docs_in"], name
     laws = m["sources"]["stage2_domain"]["laws_qa"]
     # the cap counts distinct well-formed examples, before rendering (too_long comes later)
-    capped = laws["docs_in"] - 400 - laws["exact_dups"] - laws["quarantined"].get("missing_field", 0)
+    capped = (
+        laws["docs_in"] - 400 - laws["exact_dups"] - laws["quarantined"].get("missing_field", 0)
+    )
     assert laws["filtered"]["over_max_examples"] == capped
     records = (out / "quarantine" / "quarantine.jsonl").read_text().splitlines()
     assert len(records) == m["quarantine"]["records"] == sum(m["quarantine"]["by_reason"].values())
@@ -160,7 +216,9 @@ def test_manifest_counts_match_files_and_quarantine(run):
 def _eval_sets(out: Path) -> dict[str, list[dict]]:
     folder = out / "eval_sets"
     names = json.loads((folder / "manifest.json").read_text())["sets"]
-    return {n: [json.loads(x) for x in (folder / f"{n}.jsonl").read_text().splitlines()] for n in names}
+    return {
+        n: [json.loads(x) for x in (folder / f"{n}.jsonl").read_text().splitlines()] for n in names
+    }
 
 
 def _article_id(example_id: str) -> int:
@@ -194,8 +252,13 @@ def test_withheld_laws_reach_no_split_and_no_other_eval_set(run):
 
 def test_held_out_phrasings_never_in_a_train_split(run):
     out, tok = run["out"], run["tok"]
-    held = [lq.template_regex(t) for t in (*lq.HELD_OUT_ARTICLE.values(), *lq.HELD_OUT_SCENARIO.values())]
-    train = {n: lq.template_regex(t) for n, t in (*lq.TRAIN_ARTICLE.items(), *lq.TRAIN_SCENARIO.items())}
+    held = [
+        lq.template_regex(t)
+        for t in (*lq.HELD_OUT_ARTICLE.values(), *lq.HELD_OUT_SCENARIO.values())
+    ]
+    train = {
+        n: lq.template_regex(t) for n, t in (*lq.TRAIN_ARTICLE.items(), *lq.TRAIN_SCENARIO.items())
+    }
     used = set()
     for st in STAGES:
         for r in _rows(out, st, "train"):
@@ -208,7 +271,11 @@ def test_held_out_phrasings_never_in_a_train_split(run):
 def test_eval_documents_are_reserved_to_the_test_split(run):
     out, tok = run["out"], run["tok"]
     sets = _eval_sets(out)
-    reserved = {int(it["cluster"].split(":")[1]) for n in ("law_recall", "scenario_article") for it in sets[n]}
+    reserved = {
+        int(it["cluster"].split(":")[1])
+        for n in ("law_recall", "scenario_article")
+        for it in sets[n]
+    }
     assert {it["law"] for n in ("law_recall", "scenario_article") for it in sets[n]} <= set(RECALL)
     where = {}
     for split in SPLITS:
@@ -216,9 +283,16 @@ def test_eval_documents_are_reserved_to_the_test_split(run):
             if _article_id(r["example_id"]) in reserved:
                 where.setdefault(_article_id(r["example_id"]), set()).add(split)
     assert where and all(s == {"test"} for s in where.values())
-    seen = {_norm(t) for st in STAGES for r in _rows(out, st, "train") for t in _turns(r["input_ids"], tok)}
+    seen = {
+        _norm(t)
+        for st in STAGES
+        for r in _rows(out, st, "train")
+        for t in _turns(r["input_ids"], tok)
+    }
     for name, items in sets.items():
         assert 20 <= len(items) <= 30, name
-        assert not any(_norm(it["question"]) in seen or _norm(it["answer"]) in seen for it in items), name
+        assert not any(
+            _norm(it["question"]) in seen or _norm(it["answer"]) in seen for it in items
+        ), name
     m = json.loads((out / "eval_sets" / "manifest.json").read_text())
     assert m["sets"] == run["manifest"]["eval_sets"]

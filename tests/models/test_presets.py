@@ -53,4 +53,4 @@ def test_smollm2_asset_loads_as_safetensors():
     tok = AutoTokenizer.from_pretrained(path)
     ids = tok("The capital of France is", return_tensors="pt").input_ids
     out = model.generate(ids, max_new_tokens=3, do_sample=False)
-    assert "Paris" in tok.decode(out[0, ids.shape[1]:])
+    assert "Paris" in tok.decode(out[0, ids.shape[1] :])

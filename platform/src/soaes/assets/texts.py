@@ -17,11 +17,14 @@ from soaes.assets.fetch import require
 _POS_TOKEN = re.compile(r"^\[?(.+?)/[A-Za-z]+\]?[A-Za-z]*$")
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _GUT_START = re.compile(r"\*\*\*\s*START OF (THE|THIS) PROJECT GUTENBERG", re.I)
-_GUT_END = re.compile(r"\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG|^End of (the )?Project Gutenberg", re.I)
+_GUT_END = re.compile(
+    r"\*\*\*\s*END OF (THE|THIS) PROJECT GUTENBERG|^End of (the )?Project Gutenberg", re.I
+)
 
 
-def law_articles(include: list[str] | None = None, withheld: list[str] | tuple = (),
-                 in_force_only: bool = True) -> list[tuple[int, str, str, str]]:
+def law_articles(
+    include: list[str] | None = None, withheld: list[str] | tuple = (), in_force_only: bool = True
+) -> list[tuple[int, str, str, str]]:
     """``(article id, law_name, article_no, article_text)`` of laws.db, in id order.
 
     Args:
@@ -50,8 +53,9 @@ def law_articles(include: list[str] | None = None, withheld: list[str] | tuple =
     return [r for r in rows if r[1] not in drop and (keep is None or r[1] in keep)]
 
 
-def iter_laws(in_force_only: bool = True, include: list[str] | None = None,
-              withheld: list[str] | tuple = ()) -> Iterator[tuple[str, str]]:
+def iter_laws(
+    in_force_only: bool = True, include: list[str] | None = None, withheld: list[str] | tuple = ()
+) -> Iterator[tuple[str, str]]:
     """One document per law article: ``<law name> <article no> <text>`` (see :func:`law_articles`)."""
     for aid, law, no, text in law_articles(include, withheld, in_force_only):
         yield f"laws:{aid}", f"{law}{no or ''}　{text or ''}".strip()

@@ -15,6 +15,10 @@ class RayConfig(StrictModel):
         description="Cluster address; null uses RAY_ADDRESS, else starts an embedded loopback cluster.",
     )
     num_cpus: int | None = Field(
-        default=None, ge=1, description="Logical CPUs of an embedded cluster (default max(4, 2×cores))."
+        default=None,
+        ge=1,
+        description="Logical CPUs of an embedded cluster (default max(4, 2×cores)).",
     )
-    include_dashboard: bool = Field(default=False, description="Start the dashboard (embedded only).")
+    include_dashboard: bool = Field(
+        default=False, description="Start the dashboard (embedded only)."
+    )

@@ -26,8 +26,12 @@ class SourceConfig(StrictModel):
     )
     text_field: str = Field(default="text", description="Field/column holding the document text.")
     id_field: str | None = Field(default=None, description="Field with a stable document id.")
-    sql: str | None = Field(default=None, description="Query for sqlite sources (returns the text field).")
-    max_docs: int | None = Field(default=None, ge=1, description="Keep at most this many documents.")
+    sql: str | None = Field(
+        default=None, description="Query for sqlite sources (returns the text field)."
+    )
+    max_docs: int | None = Field(
+        default=None, ge=1, description="Keep at most this many documents."
+    )
     laws: list[str] | None = Field(
         default=None,
         description="Built-in 'laws' only: keep only articles of these laws (exact law_name values "
@@ -46,8 +50,10 @@ class SourceConfig(StrictModel):
         if self.format != "builtin" and not self.path:
             raise ValueError(f"path is required for format {self.format!r}")
         if self.format == "sqlite" and not (self.sql and self.id_field):
-            raise ValueError("sql and id_field (a unique column, e.g. `rowid AS id`) are required "
-                             "for format 'sqlite'")
+            raise ValueError(
+                "sql and id_field (a unique column, e.g. `rowid AS id`) are required "
+                "for format 'sqlite'"
+            )
         return self
 
 
@@ -55,9 +61,13 @@ class CleanConfig(StrictModel):
     """Normalisation and quality filters (each drop is counted by reason)."""
 
     min_chars: int = Field(default=10, ge=0, description="Drop documents shorter than this.")
-    max_chars: int = Field(default=100_000, ge=1, description="Quarantine documents longer than this.")
+    max_chars: int = Field(
+        default=100_000, ge=1, description="Quarantine documents longer than this."
+    )
     min_script_ratio: float = Field(
-        default=0.5, ge=0, le=1,
+        default=0.5,
+        ge=0,
+        le=1,
         description="Drop documents whose share of CJK+Latin letters/digits is below this.",
     )
 
@@ -70,21 +80,28 @@ class DedupConfig(StrictModel):
     num_perm: int = Field(default=128, ge=16, description="MinHash permutations.")
     bands: int = Field(default=32, ge=1, description="LSH bands (num_perm must divide evenly).")
     shingle_chars: int = Field(default=5, ge=1, description="Character shingle size.")
-    threshold: float = Field(default=0.8, gt=0, le=1, description="Jaccard estimate that counts as duplicate.")
+    threshold: float = Field(
+        default=0.8, gt=0, le=1, description="Jaccard estimate that counts as duplicate."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DedupConfig:
         if self.num_perm % self.bands:
-            raise ValueError(f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})")
+            raise ValueError(
+                f"num_perm ({self.num_perm}) must be a multiple of bands ({self.bands})"
+            )
         return self
 
 
 class MixConfig(StrictModel):
     """Token-ratio mixing of groups (the domain:general 'replay' ratio)."""
 
-    ratio: dict[str, float] = Field(description="Group -> relative token weight, e.g. {domain: 1, general: 1}.")
+    ratio: dict[str, float] = Field(
+        description="Group -> relative token weight, e.g. {domain: 1, general: 1}."
+    )
     total_tokens: int | None = Field(
-        default=None, ge=1,
+        default=None,
+        ge=1,
         description="Tokens out in all; null: as many as the scarcest group allows without upsampling.",
     )
     seed: int = Field(default=0, description="Seed of the deterministic sampling order.")
@@ -122,7 +139,8 @@ class DataCPTConfig(StrictModel):
     )
     rows_per_shard: int = Field(default=2000, ge=1, description="Packed blocks per parquet shard.")
     docs_per_block: int = Field(
-        default=1000, ge=1,
+        default=1000,
+        ge=1,
         description="Documents per Ray Data block before cleaning/tokenising (the unit of parallel work).",
     )
     shuffle: Literal["sort", "hash"] = Field(
@@ -130,7 +148,9 @@ class DataCPTConfig(StrictModel):
         description="Ray Data shuffle for dedup grouping and sharding: 'sort' (task-based, low fixed "
         "cost on small machines) or 'hash' (actor-based, for large clusters).",
     )
-    keep_work: bool = Field(default=False, description="Keep the intermediate _work/ folder (debugging).")
+    keep_work: bool = Field(
+        default=False, description="Keep the intermediate _work/ folder (debugging)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DataCPTConfig:
@@ -151,15 +171,27 @@ class DataCPTConfig(StrictModel):
 class SFTSourceConfig(StrictModel):
     """A conversation source for SFT: a built-in builder or a user jsonl of messages."""
 
-    name: Literal["chatterbot_zh", "chatterbot_en", "chitchat", "laws_qa", "insuranceqa_zh",
-                  "insuranceqa_en", "jsonl"] = Field(description="Builder name.")
-    path: str | None = Field(default=None, description="For 'jsonl': file with {'messages': [...]} lines.")
+    name: Literal[
+        "chatterbot_zh",
+        "chatterbot_en",
+        "chitchat",
+        "laws_qa",
+        "insuranceqa_zh",
+        "insuranceqa_en",
+        "jsonl",
+    ] = Field(description="Builder name.")
+    path: str | None = Field(
+        default=None, description="For 'jsonl': file with {'messages': [...]} lines."
+    )
     weight: float = Field(
-        default=1.0, gt=0,
+        default=1.0,
+        gt=0,
         description="Multiplier on the source's train examples: 2 repeats each twice, 0.5 keeps a seeded half.",
     )
     max_examples: int | None = Field(
-        default=None, ge=1, description="Cap on examples taken (a seeded sample of source documents)."
+        default=None,
+        ge=1,
+        description="Cap on examples taken (a seeded sample of source documents).",
     )
     laws: list[str] | None = Field(
         default=None,
@@ -184,9 +216,13 @@ class SFTSourceConfig(StrictModel):
 class SFTStageConfig(StrictModel):
     """One curriculum stage."""
 
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", description="Stage name, e.g. 'stage1_chat' (a folder name).")
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9_.-]+$", description="Stage name, e.g. 'stage1_chat' (a folder name)."
+    )
     sources: list[SFTSourceConfig] = Field(min_length=1, description="Conversation sources.")
-    epochs: float = Field(default=1.0, gt=0, description="Passes over the stage data (used by training).")
+    epochs: float = Field(
+        default=1.0, gt=0, description="Passes over the stage data (used by training)."
+    )
 
 
 EVAL_SET_NAMES = ("law_recall", "law_withheld", "scenario_article", "insurance_zh")
@@ -208,7 +244,8 @@ class EvalSetsConfig(StrictModel):
         "and article number, exact match), insurance_zh (insuranceqa zh, one question per answer).",
     )
     size: int = Field(
-        default=240, ge=1,
+        default=240,
+        ge=1,
         description="Items per set at most (fewer only when the corpus has fewer eligible documents).",
     )
     seed: int = Field(default=0, description="Seed of the document order and phrasing choice.")
@@ -227,7 +264,9 @@ class DataSFTConfig(StrictModel):
     output_dir: str = Field(description="Where per-stage splits and the manifest are written.")
     ray: RayConfig = Field(default_factory=RayConfig, description="Ray connection.")
     tokenizer: str = Field(description="Tokenizer handle or folder with a chat template.")
-    max_len: int = Field(default=1024, ge=16, description="Examples longer than this are quarantined.")
+    max_len: int = Field(
+        default=1024, ge=16, description="Examples longer than this are quarantined."
+    )
     stages: list[SFTStageConfig] = Field(min_length=1, description="Curriculum stages in order.")
     withheld_laws: list[str] = Field(
         default_factory=list,
@@ -237,14 +276,20 @@ class DataSFTConfig(StrictModel):
     eval_sets: EvalSetsConfig = Field(
         default_factory=EvalSetsConfig, description="Domain eval sets (sets: [] builds none)."
     )
-    validation_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="Held-out share by source doc.")
-    test_fraction: float = Field(default=0.05, ge=0, lt=0.5, description="Test share by source doc.")
+    validation_fraction: float = Field(
+        default=0.05, ge=0, lt=0.5, description="Held-out share by source doc."
+    )
+    test_fraction: float = Field(
+        default=0.05, ge=0, lt=0.5, description="Test share by source doc."
+    )
     seed: int = Field(default=0, description="Split/sampling seed.")
     rows_per_shard: int = Field(default=5000, ge=1, description="Examples per parquet shard.")
     shuffle: Literal["sort", "hash"] = Field(
         default="sort", description="Ray Data shuffle used to group output shards (see data_cpt)."
     )
-    keep_work: bool = Field(default=False, description="Keep the intermediate _work/ folder (debugging).")
+    keep_work: bool = Field(
+        default=False, description="Keep the intermediate _work/ folder (debugging)."
+    )
 
     @model_validator(mode="after")
     def _check(self) -> DataSFTConfig:
@@ -255,5 +300,7 @@ class DataSFTConfig(StrictModel):
         for i, stage in enumerate(self.stages):
             labels = [s.label for s in stage.sources]
             if len(set(labels)) != len(labels):
-                raise ValueError(f"stages.{i}.sources: a source appears twice in stage {stage.name!r}")
+                raise ValueError(
+                    f"stages.{i}.sources: a source appears twice in stage {stage.name!r}"
+                )
         return self

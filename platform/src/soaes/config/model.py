@@ -25,7 +25,8 @@ class ModelRef(StrictModel):
         default="float32", description="Weights dtype: float32 on CPU, bfloat16 on GPU."
     )
     trust_remote_code: bool = Field(
-        default=False, description="Allow custom modelling code from the checkpoint. Off by default."
+        default=False,
+        description="Allow custom modelling code from the checkpoint. Off by default.",
     )
 
 

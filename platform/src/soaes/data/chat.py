@@ -36,7 +36,9 @@ def assistant_spans(tok, messages: list[dict]) -> tuple[str, list[tuple[int, int
     return full, spans
 
 
-def label_tokens(ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]) -> np.ndarray:
+def label_tokens(
+    ids: list[int], offsets: list[tuple[int, int]], spans: list[tuple[int, int]]
+) -> np.ndarray:
     """Labels: the token id inside an assistant span, -100 elsewhere.
 
     Raises:

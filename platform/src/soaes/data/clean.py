@@ -15,7 +15,9 @@ DUPLICATE = "duplicate"  # status of an exact repeat found before the driver (SF
 
 # C0/C1 controls (except \n and \t, handled below) and format characters such as zero-width
 # spaces and BOMs: they carry no text and break tokenisation and dedup.
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\ufeff]")
+_CONTROL = re.compile(
+    r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\u202a-\u202e\u2060-\u2064\ufeff]"
+)
 _SPACES = re.compile(r"[ \t\u00a0\u3000]+")
 _TRAILING = re.compile(r" +\n")
 _BLANKS = re.compile(r"\n{3,}")
@@ -48,7 +50,9 @@ def script_ratio(text: str) -> float:
     return len(_SCRIPT.findall(text)) / visible
 
 
-def classify(text: str, min_chars: int, max_chars: int, min_script_ratio: float) -> tuple[str, str, str]:
+def classify(
+    text: str, min_chars: int, max_chars: int, min_script_ratio: float
+) -> tuple[str, str, str]:
     """Normalise ``text`` and decide whether it is kept.
 
     Args:

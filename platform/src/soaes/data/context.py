@@ -24,8 +24,11 @@ def data_context(shuffle: str, preserve_order: bool):
 
     ctx = ray.data.DataContext.get_current()
     saved = (ctx.shuffle_strategy, ctx.execution_options.preserve_order, ctx.use_datasource_v2)
-    ctx.shuffle_strategy = (ShuffleStrategy.SORT_SHUFFLE_PULL_BASED if shuffle == "sort"
-                            else ShuffleStrategy.HASH_SHUFFLE)
+    ctx.shuffle_strategy = (
+        ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+        if shuffle == "sort"
+        else ShuffleStrategy.HASH_SHUFFLE
+    )
     ctx.execution_options.preserve_order = preserve_order
     ctx.use_datasource_v2 = False
     try:

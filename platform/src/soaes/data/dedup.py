@@ -36,7 +36,9 @@ def splitmix64(x: np.ndarray) -> np.ndarray:
 
 def stable_hash64(text: str) -> int:
     """A process-independent signed 64-bit hash of a string (Python's hash() is salted)."""
-    return int.from_bytes(hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True)
+    return int.from_bytes(
+        hashlib.blake2b(text.encode("utf-8"), digest_size=8).digest(), "little", signed=True
+    )
 
 
 def shingle_hashes(text: str, k: int) -> np.ndarray:
@@ -125,7 +127,9 @@ class UnionFind:
             self.parent[rb] = ra
 
 
-def resolve_clusters(pairs: Iterable[tuple[int, int]], priority: dict[int, tuple]) -> dict[int, int]:
+def resolve_clusters(
+    pairs: Iterable[tuple[int, int]], priority: dict[int, tuple]
+) -> dict[int, int]:
     """Map every duplicate to the document kept for its cluster.
 
     Args:
@@ -158,7 +162,9 @@ def explode_keys(batch: pa.Table, exact: bool, partitions: int) -> pa.Table:
     keys = [np.concatenate(bands) if bands else np.empty(0, np.int64)]
     uids = [np.repeat(uid, [len(b) for b in bands])]
     if exact:
-        keys.append((batch.column("content_hash").to_numpy().view(np.uint64) ^ EXACT_SALT).view(np.int64))
+        keys.append(
+            (batch.column("content_hash").to_numpy().view(np.uint64) ^ EXACT_SALT).view(np.int64)
+        )
         uids.append(uid)
     key = np.concatenate(keys).astype(np.int64)
     part = (key.view(np.uint64) % np.uint64(partitions)).astype(np.int64)
@@ -176,7 +182,10 @@ def pairs_of_partition(table: pa.Table) -> pa.Table:
     key, uid = key[order], uid[order]
     starts = np.flatnonzero(np.r_[True, key[1:] != key[:-1]])
     sizes = np.diff(np.r_[starts, key.size])
-    found = [group_pairs(uid[s : s + n]) for s, n in zip(starts[sizes > 1], sizes[sizes > 1], strict=True)]
+    found = [
+        group_pairs(uid[s : s + n])
+        for s, n in zip(starts[sizes > 1], sizes[sizes > 1], strict=True)
+    ]
     pairs = np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
     return pa.table({"a": pairs[:, 0], "b": pairs[:, 1]})
 
@@ -190,8 +199,11 @@ def candidate_pairs(ds, exact: bool, partitions: int) -> np.ndarray:
     import ray
 
     refs = (
-        ds.map_batches(explode_keys, batch_format="pyarrow",
-                       fn_kwargs={"exact": exact, "partitions": partitions})
+        ds.map_batches(
+            explode_keys,
+            batch_format="pyarrow",
+            fn_kwargs={"exact": exact, "partitions": partitions},
+        )
         .groupby("part")
         .map_groups(pairs_of_partition, batch_format="pyarrow")
         .to_arrow_refs()

@@ -44,8 +44,10 @@ class Example:
 
 def alternate(turns: list[str]) -> list[dict]:
     """Turns spoken alternately, user first -> messages; a trailing user turn is dropped."""
-    msgs = [{"role": "user" if i % 2 == 0 else "assistant", "content": normalize_text(t)}
-            for i, t in enumerate(turns)]
+    msgs = [
+        {"role": "user" if i % 2 == 0 else "assistant", "content": normalize_text(t)}
+        for i, t in enumerate(turns)
+    ]
     return msgs[: len(msgs) - len(msgs) % 2]
 
 
@@ -56,7 +58,11 @@ def check_messages(messages) -> tuple[str, str]:
     if not messages:
         return "no_assistant_turn", "no complete user/assistant exchange"
     for i, m in enumerate(messages):
-        if not isinstance(m, dict) or m.get("role") not in ROLES or not isinstance(m.get("content"), str):
+        if (
+            not isinstance(m, dict)
+            or m.get("role") not in ROLES
+            or not isinstance(m.get("content"), str)
+        ):
             return "bad_messages", f"messages[{i}] needs role in {ROLES} and string content"
         if m["role"] == "system" and i:
             return "bad_messages", f"messages[{i}]: system only as the first message"
@@ -82,7 +88,9 @@ def chatterbot(lang: str) -> Iterator[Example]:
         convs = (yaml.safe_load(path.read_text(encoding="utf-8")) or {}).get("conversations") or []
         for i, turns in enumerate(convs):
             eid = f"chatterbot_{lang}:{path.stem}:{i}"
-            if not isinstance(turns, list) or not all(isinstance(t, str | int | float) for t in turns):
+            if not isinstance(turns, list) or not all(
+                isinstance(t, str | int | float) for t in turns
+            ):
                 yield Example(eid, eid, reason="bad_messages", detail="turns must be strings")
                 continue
             yield _example(eid, eid, alternate([str(t) for t in turns]))
@@ -107,8 +115,9 @@ def chitchat() -> Iterator[Example]:
         yield _example(eid, eid, alternate(turns))
 
 
-def laws_qa(include: list[str] | None = None, withheld: list[str] | tuple = (),
-            seed: int = 0) -> Iterator[Example]:
+def laws_qa(
+    include: list[str] | None = None, withheld: list[str] | tuple = (), seed: int = 0
+) -> Iterator[Example]:
     """Expert Q&A from laws.db articles in force: two questions per article, one group.
 
     An article-text question in a training phrasing picked per article (``《X》第N条规定了
@@ -128,15 +137,26 @@ def laws_qa(include: list[str] | None = None, withheld: list[str] | tuple = (),
     for aid, law, no, text in rows:
         group, text = f"laws:{aid}", normalize_text(text or "")
         if not text or not law or not no:
-            yield Example(f"laws_qa:{aid}:direct", group, reason="missing_field", detail="empty article")
+            yield Example(
+                f"laws_qa:{aid}:direct", group, reason="missing_field", detail="empty article"
+            )
             continue
         question = lq.article_question(lq.pick(lq.TRAIN_ARTICLE, str(aid), seed), law, no)
-        yield _example(f"laws_qa:{aid}:direct", group, [
-            {"role": "user", "content": question}, {"role": "assistant", "content": text}])
+        yield _example(
+            f"laws_qa:{aid}:direct",
+            group,
+            [{"role": "user", "content": question}, {"role": "assistant", "content": text}],
+        )
         if repeats[text] == 1:
             template = lq.pick(lq.TRAIN_SCENARIO, str(aid), seed)
-            ex = _example(f"laws_qa:{aid}:scenario", group, [  # a unique placeholder until finish()
-                {"role": "user", "content": f"scenario {aid}"}, {"role": "assistant", "content": "-"}])
+            ex = _example(
+                f"laws_qa:{aid}:scenario",
+                group,
+                [  # a unique placeholder until finish()
+                    {"role": "user", "content": f"scenario {aid}"},
+                    {"role": "assistant", "content": "-"},
+                ],
+            )
             ex.finish = functools.partial(_scenario_messages, template, law, no, text)
             yield ex
 
@@ -145,8 +165,10 @@ def _scenario_messages(template: str, law: str, no: str, text: str) -> list[dict
     points = lq.scenario_points(text, law)
     if not points:
         return []
-    return [{"role": "user", "content": lq.scenario_question(template, points)},
-            {"role": "assistant", "content": lq.article_id(law, no)}]
+    return [
+        {"role": "user", "content": lq.scenario_question(template, points)},
+        {"role": "assistant", "content": lq.article_id(law, no)},
+    ]
 
 
 def insuranceqa(lang: str) -> Iterator[Example]:
@@ -166,10 +188,15 @@ def insuranceqa(lang: str) -> Iterator[Example]:
             question = normalize_text(q.get(lang) or "")
             answer = normalize_text((answers.get(str(aid)) or {}).get(lang) or "")
             if not question or not answer:
-                yield Example(eid, eid, reason="missing_field", detail=f"question or answer {aid} empty")
+                yield Example(
+                    eid, eid, reason="missing_field", detail=f"question or answer {aid} empty"
+                )
                 continue
-            yield _example(eid, f"insuranceqa:answer:{aid}", [
-                {"role": "user", "content": question}, {"role": "assistant", "content": answer}])
+            yield _example(
+                eid,
+                f"insuranceqa:answer:{aid}",
+                [{"role": "user", "content": question}, {"role": "assistant", "content": answer}],
+            )
 
 
 # Builder name -> function of the builder options (only laws_qa reads them: ``laws``,
@@ -178,7 +205,9 @@ BUILDERS = {
     "chatterbot_zh": lambda opts: chatterbot("zh"),
     "chatterbot_en": lambda opts: chatterbot("en"),
     "chitchat": lambda opts: chitchat(),
-    "laws_qa": lambda opts: laws_qa(opts.get("laws"), opts.get("withheld", ()), opts.get("seed", 0)),
+    "laws_qa": lambda opts: laws_qa(
+        opts.get("laws"), opts.get("withheld", ()), opts.get("seed", 0)
+    ),
     "insuranceqa_zh": lambda opts: insuranceqa("zh"),
     "insuranceqa_en": lambda opts: insuranceqa("en"),
 }
@@ -191,4 +220,8 @@ def messages_from_json(obj) -> tuple[list[dict], str, str]:
     reason, detail = check_messages(obj["messages"])
     if reason:
         return [], reason, detail
-    return [{"role": m["role"], "content": normalize_text(m["content"])} for m in obj["messages"]], "", ""
+    return (
+        [{"role": m["role"], "content": normalize_text(m["content"])} for m in obj["messages"]],
+        "",
+        "",
+    )

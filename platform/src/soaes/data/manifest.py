@@ -22,9 +22,14 @@ def outcome_counts(sources: np.ndarray, outcomes: np.ndarray, order: list[str]) 
     result = {}
     for name in order:
         c = Counter(outcomes[sources == name].tolist())
-        entry = {"docs_in": int(sum(c.values())), "docs_out": c.pop("out", 0),
-                 "exact_dups": c.pop("exact_dup", 0), "near_dups": c.pop("near_dup", 0),
-                 "quarantined": {}, "filtered": {}}
+        entry = {
+            "docs_in": int(sum(c.values())),
+            "docs_out": c.pop("out", 0),
+            "exact_dups": c.pop("exact_dup", 0),
+            "near_dups": c.pop("near_dup", 0),
+            "quarantined": {},
+            "filtered": {},
+        }
         for key, n in sorted(c.items()):
             kind, _, reason = key.partition(":")
             if kind not in ("quarantined", "filtered") or not reason:
@@ -37,8 +42,13 @@ def outcome_counts(sources: np.ndarray, outcomes: np.ndarray, order: list[str]) 
 def check_balance(counts: dict[str, dict]) -> None:
     """Raise if ``in != out + filtered + deduped + quarantined`` for any source."""
     for name, c in counts.items():
-        rest = (c["docs_out"] + sum(c["filtered"].values()) + sum(c["quarantined"].values())
-                + c["exact_dups"] + c["near_dups"])
+        rest = (
+            c["docs_out"]
+            + sum(c["filtered"].values())
+            + sum(c["quarantined"].values())
+            + c["exact_dups"]
+            + c["near_dups"]
+        )
         if rest != c["docs_in"]:
             raise AssertionError(f"source {name}: docs_in {c['docs_in']} != accounted {rest}")
 
@@ -62,7 +72,9 @@ def outcome_totals(counts: Iterable[dict]) -> dict[str, int]:
 def write_json(path: Path, body: dict) -> None:
     """Write JSON atomically (a crash never leaves a half manifest)."""
     tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(body, indent=2, ensure_ascii=False, sort_keys=False), encoding="utf-8")
+    tmp.write_text(
+        json.dumps(body, indent=2, ensure_ascii=False, sort_keys=False), encoding="utf-8"
+    )
     os.replace(tmp, path)
 
 
@@ -79,9 +91,17 @@ def write_jsonl(path: Path, records: list[dict]) -> None:
 def format_table(rows: list[dict], columns: list[str]) -> str:
     """A plain fixed-width text table (first column left-aligned, others right-aligned)."""
     cells = [[str(r.get(c, "")) for c in columns] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) if cells else len(c) for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(row[i]) for row in cells)) if cells else len(c)
+        for i, c in enumerate(columns)
+    ]
+
     def line(vals):
-        return "  ".join(v.ljust(w) if i == 0 else v.rjust(w) for i, (v, w) in enumerate(zip(vals, widths, strict=True)))
+        return "  ".join(
+            v.ljust(w) if i == 0 else v.rjust(w)
+            for i, (v, w) in enumerate(zip(vals, widths, strict=True))
+        )
+
     return "\n".join([line(columns), line(["-" * w for w in widths]), *(line(r) for r in cells)])
 
 
@@ -90,7 +110,11 @@ def source_rows(counts: dict[str, dict]) -> list[dict]:
     rows = []
     for name, c in counts.items():
         row = {k: v for k, v in c.items() if not isinstance(v, dict)}
-        row = {"source": name, **row, "quarantined": sum(c["quarantined"].values()),
-               "filtered": sum(c["filtered"].values())}
+        row = {
+            "source": name,
+            **row,
+            "quarantined": sum(c["quarantined"].values()),
+            "filtered": sum(c["filtered"].values()),
+        }
         rows.append(row)
     return rows

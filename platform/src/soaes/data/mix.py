@@ -26,7 +26,9 @@ def unit_interval(keys: np.ndarray) -> np.ndarray:
     return (np.asarray(keys, dtype=np.uint64) >> np.uint64(11)).astype(np.float64) / float(1 << 53)
 
 
-def group_budgets(available: dict[str, int], ratio: dict[str, float], total_tokens: int | None) -> dict[str, int]:
+def group_budgets(
+    available: dict[str, int], ratio: dict[str, float], total_tokens: int | None
+) -> dict[str, int]:
     """Token budget per group for a target ratio.
 
     Args:
@@ -41,8 +43,10 @@ def group_budgets(available: dict[str, int], ratio: dict[str, float], total_toke
     if total_tokens is None:
         # The scarcest group (fewest tokens per unit of weight) is used exactly once.
         scarce = min(ratio, key=lambda g: available[g] / ratio[g])
-        return {g: available[g] if g == scarce else int(round(available[scarce] * w / ratio[scarce]))
-                for g, w in ratio.items()}
+        return {
+            g: available[g] if g == scarce else int(round(available[scarce] * w / ratio[scarce]))
+            for g, w in ratio.items()
+        }
     weight = sum(ratio.values())
     return {g: int(round(total_tokens * w / weight)) for g, w in ratio.items()}
 
@@ -99,11 +103,19 @@ class MixPlan:
 
     def max_relative_error(self) -> float:
         """Largest |achieved share / target share - 1| over groups."""
-        return max(abs(self.achieved_share[g] / self.target_share[g] - 1) for g in self.target_share)
+        return max(
+            abs(self.achieved_share[g] / self.target_share[g] - 1) for g in self.target_share
+        )
 
 
-def plan_mix(groups: np.ndarray, tokens: np.ndarray, uids: np.ndarray, ratio: dict[str, float],
-             total_tokens: int | None, seed: int) -> MixPlan:
+def plan_mix(
+    groups: np.ndarray,
+    tokens: np.ndarray,
+    uids: np.ndarray,
+    ratio: dict[str, float],
+    total_tokens: int | None,
+    seed: int,
+) -> MixPlan:
     """Copies per document so that groups' tokens follow ``ratio`` (see :func:`take_budget`).
 
     Args:
@@ -120,7 +132,9 @@ def plan_mix(groups: np.ndarray, tokens: np.ndarray, uids: np.ndarray, ratio: di
     available = {g: int(tokens[groups == g].sum()) for g in ratio}
     empty = [g for g, n in available.items() if n == 0]
     if empty:
-        raise ValueError(f"mix.ratio: group(s) {empty} have no tokens left after cleaning and dedup")
+        raise ValueError(
+            f"mix.ratio: group(s) {empty} have no tokens left after cleaning and dedup"
+        )
     budgets = group_budgets(available, ratio, total_tokens)
     copies = np.zeros(tokens.size, dtype=np.int64)
     for g in ratio:
@@ -129,14 +143,18 @@ def plan_mix(groups: np.ndarray, tokens: np.ndarray, uids: np.ndarray, ratio: di
     achieved = {g: int((copies * tokens)[groups == g].sum()) for g in ratio}
     weight, got = sum(ratio.values()), sum(achieved.values())
     return MixPlan(
-        copies=copies, budgets=budgets, available=available, achieved=achieved,
+        copies=copies,
+        budgets=budgets,
+        available=available,
+        achieved=achieved,
         target_share={g: w / weight for g, w in ratio.items()},
         achieved_share={g: achieved[g] / got for g in ratio},
     )
 
 
-def stream_shards(uids: np.ndarray, copies: np.ndarray, tokens: np.ndarray, seed: int,
-                  tokens_per_shard: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def stream_shards(
+    uids: np.ndarray, copies: np.ndarray, tokens: np.ndarray, seed: int, tokens_per_shard: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Lay the sampled copies out as one interleaved stream cut into shards.
 
     Every (document, copy) gets a seeded rank, so groups interleave in the packed output;

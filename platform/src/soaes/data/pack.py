@@ -17,8 +17,9 @@ from __future__ import annotations
 import numpy as np
 
 
-def pack_documents(docs: list[np.ndarray], seq_len: int, eos_id: int, pad_id: int,
-                   reset_position_ids: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def pack_documents(
+    docs: list[np.ndarray], seq_len: int, eos_id: int, pad_id: int, reset_position_ids: bool = True
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Pack documents (token id arrays without EOS) into ``seq_len`` rows.
 
     Args:

@@ -72,14 +72,25 @@ def prepare_corpus(cfg: DataCPTConfig, tokenizer: str, work: Path) -> None:
     """Ray: read all sources, clean, hash, sign, tokenise; write the per-document work table."""
     sources = [read_source(s, cfg.clean.max_chars, cfg.withheld_laws) for s in cfg.sources]
     ds = sources[0].union(*sources[1:]) if len(sources) > 1 else sources[0]
-    near = ({"num_perm": cfg.dedup.num_perm, "bands": cfg.dedup.bands,
-             "shingle_chars": cfg.dedup.shingle_chars} if cfg.dedup.near else None)
+    near = (
+        {
+            "num_perm": cfg.dedup.num_perm,
+            "bands": cfg.dedup.bands,
+            "shingle_chars": cfg.dedup.shingle_chars,
+        }
+        if cfg.dedup.near
+        else None
+    )
     clean = cfg.clean.model_dump()
     # Readers emit a file (or a whole built-in corpus) per task: re-block so that cleaning and
     # tokenising spread over every CPU.
     ds = ds.repartition(target_num_rows_per_block=cfg.docs_per_block)
-    ds = ds.map_batches(prepare_batch, batch_format="pyarrow", batch_size=None,
-                        fn_kwargs={"clean": clean, "near": near, "tokenizer": tokenizer})
+    ds = ds.map_batches(
+        prepare_batch,
+        batch_format="pyarrow",
+        batch_size=None,
+        fn_kwargs={"clean": clean, "near": near, "tokenizer": tokenizer},
+    )
     ds.write_parquet(str(work), min_rows_per_file=WORK_ROWS_PER_FILE)
 
 
@@ -110,31 +121,69 @@ def find_duplicates(cfg: DataCPTConfig, work: Path, meta: dict) -> dict[int, str
     if cfg.dedup.near and near.size:
         want = np.unique(near).tolist()
         t = pq.read_table(work, columns=["uid", "sig"], filters=[("uid", "in", want)])
-        sig = dict(zip(t.column("uid").to_pylist(), t.column("sig").to_numpy(zero_copy_only=False), strict=True))
-        verified += [(a, b) for a, b in near.tolist()
-                     if dedup.jaccard_estimate(sig[a], sig[b]) >= cfg.dedup.threshold]
+        sig = dict(
+            zip(
+                t.column("uid").to_pylist(),
+                t.column("sig").to_numpy(zero_copy_only=False),
+                strict=True,
+            )
+        )
+        verified += [
+            (a, b)
+            for a, b in near.tolist()
+            if dedup.jaccard_estimate(sig[a], sig[b]) >= cfg.dedup.threshold
+        ]
     rank = {s.name: i for i, s in enumerate(cfg.sources)}
     source = dict(zip(meta["uid"].tolist(), meta["source"].tolist(), strict=True))
-    removed = dedup.resolve_clusters(verified, {u: (rank[source[u]], u) for p in verified for u in p})
+    removed = dedup.resolve_clusters(
+        verified, {u: (rank[source[u]], u) for p in verified for u in p}
+    )
     return {u: "exact_dup" if chash[u] == chash[k] else "near_dup" for u, k in removed.items()}
 
 
-def pack_outputs(cfg: DataCPTConfig, work: Path, plan: CorpusPlan, out: Path, eos: int, pad: int) -> list[dict]:
+def pack_outputs(
+    cfg: DataCPTConfig, work: Path, plan: CorpusPlan, out: Path, eos: int, pad: int
+) -> list[dict]:
     """Ray: route every planned copy to its shard, pack and write each shard in parallel."""
     ds = read_work(work, ["uid", "input_ids"])
-    ds = ds.map_batches(attach_entries, batch_format="pyarrow", fn_kwargs={
-        "uid": plan.entry_uid, "rank": plan.entry_rank, "out": plan.entry_out, "names": plan.out_names,
-        "columns": ["input_ids"]})
-    stats = ds.groupby("out").map_groups(
-        pack_group, batch_format="pyarrow",
-        fn_kwargs={"output_dir": str(out), "seq_len": cfg.seq_len, "eos_id": eos, "pad_id": pad,
-                   "reset_position_ids": cfg.reset_position_ids}).take_all()
+    ds = ds.map_batches(
+        attach_entries,
+        batch_format="pyarrow",
+        fn_kwargs={
+            "uid": plan.entry_uid,
+            "rank": plan.entry_rank,
+            "out": plan.entry_out,
+            "names": plan.out_names,
+            "columns": ["input_ids"],
+        },
+    )
+    stats = (
+        ds.groupby("out")
+        .map_groups(
+            pack_group,
+            batch_format="pyarrow",
+            fn_kwargs={
+                "output_dir": str(out),
+                "seq_len": cfg.seq_len,
+                "eos_id": eos,
+                "pad_id": pad,
+                "reset_position_ids": cfg.reset_position_ids,
+            },
+        )
+        .take_all()
+    )
     files = []
     for s in sorted(stats, key=lambda r: r["out"]):
         split, _, rest = s["out"].partition("/")
         group = rest.rsplit("/", 1)[0] if split == "validation" else None
-        files.append({"path": f"{s['out']}.parquet", "split": split, "group": group,
-                      **{k: s[k] for k in ("rows", "docs", "tokens", "pad", "bytes", "sha256")}})
+        files.append(
+            {
+                "path": f"{s['out']}.parquet",
+                "split": split,
+                "group": group,
+                **{k: s[k] for k in ("rows", "docs", "tokens", "pad", "bytes", "sha256")},
+            }
+        )
     return files
 
 
@@ -144,7 +193,11 @@ def write_quarantine(work: Path, out: Path) -> dict:
     t = pq.read_table(work, columns=cols, filters=[("status", "=", "quarantined")])
     path = out / "quarantine" / "quarantine.jsonl"
     write_jsonl(path, t.to_pylist())
-    return {"path": "quarantine/quarantine.jsonl", "records": t.num_rows, "sha256": sha256_file(path)}
+    return {
+        "path": "quarantine/quarantine.jsonl",
+        "records": t.num_rows,
+        "sha256": sha256_file(path),
+    }
 
 
 def source_counts(cfg: DataCPTConfig, meta: dict, plan: CorpusPlan) -> dict[str, dict]:
@@ -154,49 +207,105 @@ def source_counts(cfg: DataCPTConfig, meta: dict, plan: CorpusPlan) -> dict[str,
     tokens = meta["n_tokens"].astype(np.int64)
     for s in cfg.sources:
         sel = meta["source"] == s.name
-        counts[s.name] = {"group": s.group, **counts[s.name],
-                          "docs_train": int((sel & (plan.copies > 0)).sum()),
-                          "docs_validation": int((sel & plan.validation).sum()),
-                          "train_copies": int(plan.copies[sel].sum()),
-                          "tokens_in": int(tokens[sel & ok].sum()),
-                          "tokens_out": int(((tokens + 1) * plan.copies)[sel].sum()),
-                          "tokens_validation": int((tokens + 1)[sel & plan.validation].sum())}
+        counts[s.name] = {
+            "group": s.group,
+            **counts[s.name],
+            "docs_train": int((sel & (plan.copies > 0)).sum()),
+            "docs_validation": int((sel & plan.validation).sum()),
+            "train_copies": int(plan.copies[sel].sum()),
+            "tokens_in": int(tokens[sel & ok].sum()),
+            "tokens_out": int(((tokens + 1) * plan.copies)[sel].sum()),
+            "tokens_validation": int((tokens + 1)[sel & plan.validation].sum()),
+        }
     check_balance(counts)
     return counts
 
 
-def build_manifest(cfg: DataCPTConfig, tokenizer: str, eos: int, pad: int, counts: dict,
-                   plan: CorpusPlan, files: list[dict], quarantine: dict, timings: dict) -> dict:
+def build_manifest(
+    cfg: DataCPTConfig,
+    tokenizer: str,
+    eos: int,
+    pad: int,
+    counts: dict,
+    plan: CorpusPlan,
+    files: list[dict],
+    quarantine: dict,
+    timings: dict,
+) -> dict:
     """The manifest body (see the module docstring)."""
     mix = plan.mix
-    groups = {g: {"target_share": round(mix.target_share[g], 6),
-                  "achieved_share": round(mix.achieved_share[g], 6),
-                  "budget_tokens": mix.budgets[g], "available_tokens": mix.available[g],
-                  "train_tokens": mix.achieved[g],
-                  "validation_tokens": sum(f["tokens"] for f in files if f["group"] == g)}
-              for g in cfg.mix.ratio}
+    groups = {
+        g: {
+            "target_share": round(mix.target_share[g], 6),
+            "achieved_share": round(mix.achieved_share[g], 6),
+            "budget_tokens": mix.budgets[g],
+            "available_tokens": mix.available[g],
+            "train_tokens": mix.achieved[g],
+            "validation_tokens": sum(f["tokens"] for f in files if f["group"] == g),
+        }
+        for g in cfg.mix.ratio
+    }
     train = [f for f in files if f["split"] == "train"]
     return {
-        "kind": cfg.kind, "name": cfg.name, "config_hash": config_hash(cfg),
-        "tokenizer": cfg.tokenizer, "tokenizer_path": tokenizer, "eos_id": eos, "pad_id": pad,
-        "seq_len": cfg.seq_len, "reset_position_ids": cfg.reset_position_ids,
-        "ratio": {"target": dict(cfg.mix.ratio), "max_relative_error": round(mix.max_relative_error(), 6)},
-        "groups": groups, "sources": counts,
-        "train": {"rows": sum(f["rows"] for f in train), "tokens": sum(f["tokens"] for f in train),
-                  "pad_tokens": sum(f["pad"] for f in train), "files": len(train)},
-        "files": files, "quarantine": quarantine, "timings_s": timings,
+        "kind": cfg.kind,
+        "name": cfg.name,
+        "config_hash": config_hash(cfg),
+        "tokenizer": cfg.tokenizer,
+        "tokenizer_path": tokenizer,
+        "eos_id": eos,
+        "pad_id": pad,
+        "seq_len": cfg.seq_len,
+        "reset_position_ids": cfg.reset_position_ids,
+        "ratio": {
+            "target": dict(cfg.mix.ratio),
+            "max_relative_error": round(mix.max_relative_error(), 6),
+        },
+        "groups": groups,
+        "sources": counts,
+        "train": {
+            "rows": sum(f["rows"] for f in train),
+            "tokens": sum(f["tokens"] for f in train),
+            "pad_tokens": sum(f["pad"] for f in train),
+            "files": len(train),
+        },
+        "files": files,
+        "quarantine": quarantine,
+        "timings_s": timings,
     }
 
 
 def print_summary(manifest: dict) -> None:
     """The end-of-run table: per source accounting, then per group shares."""
     rows = source_rows(manifest["sources"])
-    cols = ["source", "group", "docs_in", "quarantined", "filtered", "exact_dups", "near_dups",
-            "docs_out", "docs_train", "docs_validation", "tokens_in", "tokens_out"]
+    cols = [
+        "source",
+        "group",
+        "docs_in",
+        "quarantined",
+        "filtered",
+        "exact_dups",
+        "near_dups",
+        "docs_out",
+        "docs_train",
+        "docs_validation",
+        "tokens_in",
+        "tokens_out",
+    ]
     print(format_table(rows, cols))
     grows = [{"group": g, **v} for g, v in manifest["groups"].items()]
-    print(format_table(grows, ["group", "target_share", "achieved_share", "available_tokens",
-                               "train_tokens", "validation_tokens"]))
+    print(
+        format_table(
+            grows,
+            [
+                "group",
+                "target_share",
+                "achieved_share",
+                "available_tokens",
+                "train_tokens",
+                "validation_tokens",
+            ],
+        )
+    )
 
 
 def run_cpt_data(cfg: DataCPTConfig) -> dict:
@@ -211,10 +320,15 @@ def run_cpt_data(cfg: DataCPTConfig) -> dict:
     totals = outcome_totals(manifest["sources"].values())
     prom.try_publish(prom.count_records, cfg.name, "data_cpt", totals)
     print_summary(manifest)
-    return {"output_dir": str(out), "manifest": str(out / "manifest.json"),
-            "train": manifest["train"], "groups": manifest["groups"],
-            "ratio_max_relative_error": manifest["ratio"]["max_relative_error"],
-            "quarantined": manifest["quarantine"]["records"], "timings_s": manifest["timings_s"]}
+    return {
+        "output_dir": str(out),
+        "manifest": str(out / "manifest.json"),
+        "train": manifest["train"],
+        "groups": manifest["groups"],
+        "ratio_max_relative_error": manifest["ratio"]["max_relative_error"],
+        "quarantined": manifest["quarantine"]["records"],
+        "timings_s": manifest["timings_s"],
+    }
 
 
 def _run(cfg: DataCPTConfig, out: Path) -> dict:
@@ -230,8 +344,15 @@ def _run(cfg: DataCPTConfig, out: Path) -> dict:
     dup_kind = find_duplicates(cfg, work, meta)
     clock("dedup", t)
     t = time.perf_counter()
-    plan = plan_corpus(meta, dup_kind, cfg.mix.ratio, cfg.mix.total_tokens, cfg.mix.seed,
-                       cfg.validation_fraction, cfg.rows_per_shard * cfg.seq_len)
+    plan = plan_corpus(
+        meta,
+        dup_kind,
+        cfg.mix.ratio,
+        cfg.mix.total_tokens,
+        cfg.mix.seed,
+        cfg.validation_fraction,
+        cfg.rows_per_shard * cfg.seq_len,
+    )
     clock("plan", t)
     t = time.perf_counter()
     files = pack_outputs(cfg, work, plan, out, eos, pad)

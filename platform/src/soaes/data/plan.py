@@ -42,8 +42,9 @@ def initial_outcomes(status: np.ndarray, reason: np.ndarray) -> np.ndarray:
     return outcome
 
 
-def ensure_each_group(held: np.ndarray, alive: np.ndarray, groups: np.ndarray, uids: np.ndarray,
-                      seed: int) -> np.ndarray:
+def ensure_each_group(
+    held: np.ndarray, alive: np.ndarray, groups: np.ndarray, uids: np.ndarray, seed: int
+) -> np.ndarray:
     """Hold out at least one document per group that has two or more, so every group gets a
     validation folder even in tiny corpora."""
     held = held.copy()
@@ -54,9 +55,15 @@ def ensure_each_group(held: np.ndarray, alive: np.ndarray, groups: np.ndarray, u
     return held
 
 
-def plan_corpus(meta: dict[str, np.ndarray], dup_kind: dict[int, str], ratio: dict[str, float],
-                total_tokens: int | None, seed: int, validation_fraction: float,
-                tokens_per_shard: int) -> CorpusPlan:
+def plan_corpus(
+    meta: dict[str, np.ndarray],
+    dup_kind: dict[int, str],
+    ratio: dict[str, float],
+    total_tokens: int | None,
+    seed: int,
+    validation_fraction: float,
+    tokens_per_shard: int,
+) -> CorpusPlan:
     """Decide every document's fate.
 
     Args:
@@ -73,7 +80,11 @@ def plan_corpus(meta: dict[str, np.ndarray], dup_kind: dict[int, str], ratio: di
         is_dup = np.isin(uid, dup_uids)
         outcome[is_dup] = [dup_kind[int(u)] for u in uid[is_dup]]
     alive = outcome == "out"
-    val = alive & split_fraction(uid, seed, validation_fraction) if validation_fraction else np.zeros_like(alive)
+    val = (
+        alive & split_fraction(uid, seed, validation_fraction)
+        if validation_fraction
+        else np.zeros_like(alive)
+    )
     if validation_fraction:
         val = ensure_each_group(val, alive, groups, uid, seed)
     pool = alive & ~val
@@ -86,12 +97,23 @@ def plan_corpus(meta: dict[str, np.ndarray], dup_kind: dict[int, str], ratio: di
     parts = [_entries(uid, copies, tokens, seed, tokens_per_shard, "train", names)]
     for g in ratio:
         sel = val & (groups == g)
-        parts.append(_entries(uid, sel.astype(np.int64), tokens, seed, tokens_per_shard, f"validation/{g}", names))
+        parts.append(
+            _entries(
+                uid, sel.astype(np.int64), tokens, seed, tokens_per_shard, f"validation/{g}", names
+            )
+        )
     e_uid, e_rank, e_out = (np.concatenate(x) for x in zip(*parts, strict=True))
     order = np.argsort(e_uid, kind="stable")
-    return CorpusPlan(outcome=outcome, copies=copies, validation=val, mix=mix,
-                      entry_uid=e_uid[order], entry_rank=e_rank[order], entry_out=e_out[order],
-                      out_names=names)
+    return CorpusPlan(
+        outcome=outcome,
+        copies=copies,
+        validation=val,
+        mix=mix,
+        entry_uid=e_uid[order],
+        entry_rank=e_rank[order],
+        entry_out=e_out[order],
+        out_names=names,
+    )
 
 
 def _entries(uid, copies, tokens, seed, tokens_per_shard, prefix, names):

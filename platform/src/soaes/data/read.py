@@ -26,8 +26,15 @@ PREVIEW_CHARS = 1000
 def _row(src: dict, key: str, doc_id: str, text: str, reason: str = "", detail: str = "") -> dict:
     if reason:
         text = text[:PREVIEW_CHARS]
-    return {"source": src["name"], "group": src["group"], "key": key, "doc_id": doc_id,
-            "text": text, "reason": reason, "detail": detail}
+    return {
+        "source": src["name"],
+        "group": src["group"],
+        "key": key,
+        "doc_id": doc_id,
+        "text": text,
+        "reason": reason,
+        "detail": detail,
+    }
 
 
 def split_lines(data: bytes) -> list[bytes]:
@@ -62,8 +69,9 @@ def parse_json_object(text: str) -> tuple[dict | None, str, str]:
     return obj, "", ""
 
 
-def parse_record(line: bytes, fmt: str, text_field: str, id_field: str | None,
-                 max_bytes: int) -> tuple[str, str | None, str, str]:
+def parse_record(
+    line: bytes, fmt: str, text_field: str, id_field: str | None, max_bytes: int
+) -> tuple[str, str | None, str, str]:
     """Decode one line (``jsonl`` or ``text_lines``): ``(text, id or None, reason, detail)``."""
     text, reason, detail = decode_line(line, max_bytes)
     if reason or fmt != "jsonl":
@@ -87,8 +95,9 @@ def file_records(row: dict, src: dict, max_bytes: int) -> list[dict]:
         return [_row(src, path, name, text, reason, detail)]
     out = []
     for i, line in enumerate(split_lines(data), start=1):
-        text, doc_id, reason, detail = parse_record(line, src["format"], src["text_field"],
-                                                    src["id_field"], max_bytes)
+        text, doc_id, reason, detail = parse_record(
+            line, src["format"], src["text_field"], src["id_field"], max_bytes
+        )
         out.append(_row(src, f"{path}:{i}", doc_id or f"{name}:{i}", text, reason, detail))
     return out
 
@@ -108,8 +117,16 @@ def parquet_records(row: dict, src: dict) -> list[dict]:
         if isinstance(text, str):
             out.append(_row(src, f"{path}#{i}", doc_id, text))
         else:
-            out.append(_row(src, f"{path}#{i}", doc_id, repr(text), "missing_field",
-                            f"{src['text_field']!r} is {type(text).__name__}"))
+            out.append(
+                _row(
+                    src,
+                    f"{path}#{i}",
+                    doc_id,
+                    repr(text),
+                    "missing_field",
+                    f"{src['text_field']!r} is {type(text).__name__}",
+                )
+            )
     return out
 
 
@@ -121,8 +138,16 @@ def sql_records(batch: dict, src: dict) -> dict:
         if isinstance(text, str):
             rows.append(_row(src, doc_id, doc_id, text))
         else:
-            rows.append(_row(src, doc_id, doc_id, repr(text), "missing_field",
-                             f"{src['text_field']!r} is {type(text).__name__}"))
+            rows.append(
+                _row(
+                    src,
+                    doc_id,
+                    doc_id,
+                    repr(text),
+                    "missing_field",
+                    f"{src['text_field']!r} is {type(text).__name__}",
+                )
+            )
     return {k: [r[k] for r in rows] for k in _FIELDS}
 
 
@@ -160,7 +185,9 @@ def read_source(src: SourceConfig, max_chars: int, withheld_laws: list[str] | tu
     """
     spec = {**src.model_dump(), "withheld": list(withheld_laws)}
     if src.format == "builtin":
-        return ray.data.from_items([{"name": src.name}]).flat_map(builtin_records, fn_kwargs={"src": spec})
+        return ray.data.from_items([{"name": src.name}]).flat_map(
+            builtin_records, fn_kwargs={"src": spec}
+        )
     if src.format == "parquet":
         files = [{"path": f} for f in _files(src.path, ".parquet")]
         ds = ray.data.from_items(files).flat_map(parquet_records, fn_kwargs={"src": spec})

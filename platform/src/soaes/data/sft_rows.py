@@ -38,13 +38,21 @@ def leak_key(text: str) -> int:
 
 def _row(stage: str, source: str, ex: Example, status: str = "") -> dict:
     status = status or (QUARANTINED if ex.reason else OK)
-    return {"stage": stage, "source": source, "example_id": ex.example_id, "group_key": ex.group_key,
-            "messages": json.dumps(ex.messages, ensure_ascii=False) if status == OK else "",
-            "status": status, "reason": ex.reason, "detail": ex.detail}
+    return {
+        "stage": stage,
+        "source": source,
+        "example_id": ex.example_id,
+        "group_key": ex.group_key,
+        "messages": json.dumps(ex.messages, ensure_ascii=False) if status == OK else "",
+        "status": status,
+        "reason": ex.reason,
+        "detail": ex.detail,
+    }
 
 
-def builtin_examples(row: dict, stage: str, source: str, cap: int | None, seed: int,
-                     opts: dict | None = None) -> list[dict]:
+def builtin_examples(
+    row: dict, stage: str, source: str, cap: int | None, seed: int, opts: dict | None = None
+) -> list[dict]:
     """``flat_map``: every example of a built-in builder; exact repeats marked duplicate,
     well-formed examples past ``cap`` marked filtered.
 
@@ -64,7 +72,9 @@ def builtin_examples(row: dict, stage: str, source: str, cap: int | None, seed: 
     if cap:
         ok = np.array([r["status"] == OK for r in rows], dtype=bool)
         group = np.array([stable_hash64(ex.group_key) for ex in examples], dtype=np.int64)
-        uid = np.array([example_uid(stage, source, ex.example_id) for ex in examples], dtype=np.int64)
+        uid = np.array(
+            [example_uid(stage, source, ex.example_id) for ex in examples], dtype=np.int64
+        )
         for i in np.flatnonzero(over_cap(ok, group, uid, cap, seed)):
             examples[i].reason = "over_max_examples"
             rows[i] = _row(stage, source, examples[i], FILTERED)
@@ -109,24 +119,48 @@ def render_rows(batch: pa.Table, tokenizer: str, max_len: int) -> pa.Table:
         if isinstance(res, str):
             status[i], reason[i], detail[i] = QUARANTINED, "template_error", res
         elif res[0].size > max_len:
-            status[i], reason[i], detail[i] = QUARANTINED, "too_long", f"{res[0].size} tokens > {max_len}"
+            status[i], reason[i], detail[i] = (
+                QUARANTINED,
+                "too_long",
+                f"{res[0].size} tokens > {max_len}",
+            )
         else:
             ids[i], labels[i] = res
     q, a, turns = [""] * n, [""] * n, [np.empty(0, np.int64)] * n
     for i in ok:
         q[i] = next(m["content"] for m in convs[i] if m["role"] == "user")
         a[i] = next(m["content"] for m in convs[i] if m["role"] == "assistant")
-        turns[i] = np.array([leak_key(m["content"]) for m in convs[i] if m["role"] != "system"], np.int64)
-    return pa.table({
-        "uid": pa.array([example_uid(s, src, e) for s, src, e in
-                         zip(cols["stage"], cols["source"], cols["example_id"], strict=True)], pa.int64()),
-        "stage": cols["stage"], "source": cols["source"], "example_id": cols["example_id"],
-        "group_hash": pa.array([stable_hash64(g) for g in cols["group_key"]], pa.int64()),
-        "status": status, "reason": reason, "detail": [d[: 2 * PREVIEW_CHARS] for d in detail],
-        "content_hash": pa.array([stable_hash64(m) if m else 0 for m in cols["messages"]], pa.int64()),
-        "q_hash": pa.array([leak_key(x) if x else 0 for x in q], pa.int64()),
-        "a_hash": pa.array([leak_key(x) if x else 0 for x in a], pa.int64()),
-        "turn_hashes": list_array(turns, np.int64), "question": q, "answer": a,
-        "input_ids": list_array(ids, np.int32), "labels": list_array(labels, np.int32),
-        "n_tokens": np.fromiter((len(x) for x in ids), dtype=np.int64, count=n),
-    })
+        turns[i] = np.array(
+            [leak_key(m["content"]) for m in convs[i] if m["role"] != "system"], np.int64
+        )
+    return pa.table(
+        {
+            "uid": pa.array(
+                [
+                    example_uid(s, src, e)
+                    for s, src, e in zip(
+                        cols["stage"], cols["source"], cols["example_id"], strict=True
+                    )
+                ],
+                pa.int64(),
+            ),
+            "stage": cols["stage"],
+            "source": cols["source"],
+            "example_id": cols["example_id"],
+            "group_hash": pa.array([stable_hash64(g) for g in cols["group_key"]], pa.int64()),
+            "status": status,
+            "reason": reason,
+            "detail": [d[: 2 * PREVIEW_CHARS] for d in detail],
+            "content_hash": pa.array(
+                [stable_hash64(m) if m else 0 for m in cols["messages"]], pa.int64()
+            ),
+            "q_hash": pa.array([leak_key(x) if x else 0 for x in q], pa.int64()),
+            "a_hash": pa.array([leak_key(x) if x else 0 for x in a], pa.int64()),
+            "turn_hashes": list_array(turns, np.int64),
+            "question": q,
+            "answer": a,
+            "input_ids": list_array(ids, np.int32),
+            "labels": list_array(labels, np.int32),
+            "n_tokens": np.fromiter((len(x) for x in ids), dtype=np.int64, count=n),
+        }
+    )

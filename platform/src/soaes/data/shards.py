@@ -19,11 +19,13 @@ import pyarrow.parquet as pq
 from soaes.data.pack import pack_documents
 from soaes.data.tokenize import list_array, list_column
 
-PACKED_SCHEMA = pa.schema([
-    ("input_ids", pa.list_(pa.int32())),
-    ("position_ids", pa.list_(pa.int32())),
-    ("n_pad", pa.int32()),
-])
+PACKED_SCHEMA = pa.schema(
+    [
+        ("input_ids", pa.list_(pa.int32())),
+        ("position_ids", pa.list_(pa.int32())),
+        ("n_pad", pa.int32()),
+    ]
+)
 
 
 def sha256_file(path: str | Path) -> str:
@@ -49,8 +51,14 @@ def stats_table(out: str, stats: dict) -> pa.Table:
     return pa.table({"out": [out], **{k: [v] for k, v in stats.items()}})
 
 
-def attach_entries(batch: pa.Table, uid: np.ndarray, rank: np.ndarray, out: np.ndarray,
-                   names: list[str], columns: list[str]) -> pa.Table:
+def attach_entries(
+    batch: pa.Table,
+    uid: np.ndarray,
+    rank: np.ndarray,
+    out: np.ndarray,
+    names: list[str],
+    columns: list[str],
+) -> pa.Table:
     """``map_batches``: one row per planned entry (copy) of each row, tagged with its shard.
 
     Args:
@@ -64,11 +72,13 @@ def attach_entries(batch: pa.Table, uid: np.ndarray, rank: np.ndarray, out: np.n
     rows = np.repeat(np.arange(ids.size), n)
     entry = np.repeat(lo, n) + (np.arange(rows.size) - np.repeat(np.cumsum(n) - n, n))
     take = pa.array(rows, pa.int64())
-    return pa.table({
-        "out": pa.array([names[i] for i in out[entry]], pa.string()),
-        "rank": pa.array(rank[entry], pa.int64()),
-        **{c: batch.column(c).take(take) for c in columns},
-    })
+    return pa.table(
+        {
+            "out": pa.array([names[i] for i in out[entry]], pa.string()),
+            "rank": pa.array(rank[entry], pa.int64()),
+            **{c: batch.column(c).take(take) for c in columns},
+        }
+    )
 
 
 def ordered(group: pa.Table) -> pa.Table:
@@ -76,17 +86,27 @@ def ordered(group: pa.Table) -> pa.Table:
     return group.take(np.argsort(group.column("rank").to_numpy(), kind="stable"))
 
 
-def pack_group(group: pa.Table, output_dir: str, seq_len: int, eos_id: int, pad_id: int,
-               reset_position_ids: bool) -> pa.Table:
+def pack_group(
+    group: pa.Table,
+    output_dir: str,
+    seq_len: int,
+    eos_id: int,
+    pad_id: int,
+    reset_position_ids: bool,
+) -> pa.Table:
     """``map_groups`` body: pack one shard's documents and write ``<out>.parquet``."""
     group = ordered(group)
     out = group.column("out")[0].as_py()
     docs = list_column(group.column("input_ids"))
     ids, pos, n_pad = pack_documents(docs, seq_len, eos_id, pad_id, reset_position_ids)
-    table = pa.table({
-        "input_ids": list_array(list(ids)), "position_ids": list_array(list(pos)),
-        "n_pad": pa.array(n_pad, pa.int32()),
-    }, schema=PACKED_SCHEMA)
+    table = pa.table(
+        {
+            "input_ids": list_array(list(ids)),
+            "position_ids": list_array(list(pos)),
+            "n_pad": pa.array(n_pad, pa.int32()),
+        },
+        schema=PACKED_SCHEMA,
+    )
     stats = write_table(table, Path(output_dir) / f"{out}.parquet")
     stats.update(docs=len(docs), tokens=int(sum(len(d) + 1 for d in docs)), pad=int(n_pad.sum()))
     return stats_table(out, stats)

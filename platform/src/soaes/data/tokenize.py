@@ -86,7 +86,11 @@ def list_array(seqs: list, dtype=np.int32) -> pa.ListArray:
     lengths = np.fromiter((len(s) for s in seqs), dtype=np.int64, count=len(seqs))
     offsets = np.zeros(len(seqs) + 1, dtype=np.int32)
     np.cumsum(lengths, out=offsets[1:])
-    flat = np.concatenate([np.asarray(s, dtype=dtype) for s in seqs]) if len(seqs) else np.empty(0, dtype)
+    flat = (
+        np.concatenate([np.asarray(s, dtype=dtype) for s in seqs])
+        if len(seqs)
+        else np.empty(0, dtype)
+    )
     return pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat.astype(dtype, copy=False)))
 
 
@@ -95,4 +99,4 @@ def list_column(col: pa.ChunkedArray | pa.Array) -> list[np.ndarray]:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     offsets = arr.offsets.to_numpy()
     values = arr.values.to_numpy(zero_copy_only=False)
-    return [values[offsets[i]:offsets[i + 1]] for i in range(len(arr))]
+    return [values[offsets[i] : offsets[i + 1]] for i in range(len(arr))]

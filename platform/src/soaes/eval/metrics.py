@@ -214,4 +214,3 @@ def score_corpus(hyps: Sequence[str], refs: Sequence[str], convention: str = "ji
 def score_all(hyps: Sequence[str], refs: Sequence[str]) -> dict[str, dict]:
     """Both conventions: ``{"jieba": {...}, "sacrebleu": {...}}``."""
     return {c: score_corpus(hyps, refs, c) for c in CONVENTIONS}
-

@@ -208,4 +208,3 @@ def ppl_summary(items: Sequence[dict]) -> dict:
         "n_docs": len(items),
         "n_tokens": tokens,
     }
-

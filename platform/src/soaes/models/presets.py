@@ -16,16 +16,34 @@ from soaes.models.tiny import build_tiny
 PRESETS: dict[str, PresetSpec] = {
     p.name: p
     for p in [
-        PresetSpec(name="tiny", target="tiny/target", draft="tiny/draft",
-                   tokenizer="tiny/tokenizer", dtype="float32", accelerator="cpu",
-                   runnable_here=True),
-        PresetSpec(name="smollm2", target="smollm2/base", draft="smollm2/draft",
-                   tokenizer="smollm2/base", dtype="float32", accelerator="cpu",
-                   runnable_here=True),
-        PresetSpec(name="qwen2.5-72b", target="Qwen/Qwen2.5-72B-Instruct",
-                   draft="Qwen/Qwen2.5-7B-Instruct", tokenizer="Qwen/Qwen2.5-72B-Instruct",
-                   dtype="bfloat16", tensor_parallel_size=4, accelerator="gpu",
-                   runnable_here=False),
+        PresetSpec(
+            name="tiny",
+            target="tiny/target",
+            draft="tiny/draft",
+            tokenizer="tiny/tokenizer",
+            dtype="float32",
+            accelerator="cpu",
+            runnable_here=True,
+        ),
+        PresetSpec(
+            name="smollm2",
+            target="smollm2/base",
+            draft="smollm2/draft",
+            tokenizer="smollm2/base",
+            dtype="float32",
+            accelerator="cpu",
+            runnable_here=True,
+        ),
+        PresetSpec(
+            name="qwen2.5-72b",
+            target="Qwen/Qwen2.5-72B-Instruct",
+            draft="Qwen/Qwen2.5-7B-Instruct",
+            tokenizer="Qwen/Qwen2.5-72B-Instruct",
+            dtype="bfloat16",
+            tensor_parallel_size=4,
+            accelerator="gpu",
+            runnable_here=False,
+        ),
     ]
 }
 

@@ -13,10 +13,20 @@ from soaes.assets.texts import iter_source_texts
 
 TINY_VOCAB = 2048
 # head_dim 64 on both: vLLM's CPU attention backend supports it; 16 is not supported.
-TARGET_SHAPE = dict(hidden_size=128, num_hidden_layers=4, num_attention_heads=2,
-                    num_key_value_heads=1, intermediate_size=384)
-DRAFT_SHAPE = dict(hidden_size=64, num_hidden_layers=1, num_attention_heads=1,
-                   num_key_value_heads=1, intermediate_size=192)
+TARGET_SHAPE = dict(
+    hidden_size=128,
+    num_hidden_layers=4,
+    num_attention_heads=2,
+    num_key_value_heads=1,
+    intermediate_size=384,
+)
+DRAFT_SHAPE = dict(
+    hidden_size=64,
+    num_hidden_layers=1,
+    num_attention_heads=1,
+    num_key_value_heads=1,
+    intermediate_size=192,
+)
 
 
 def models_dir() -> Path:
@@ -47,12 +57,18 @@ def build_tokenizer(out: Path) -> None:
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
-        vocab_size=TINY_VOCAB, special_tokens=QWEN2_SPECIALS, show_progress=False,
+        vocab_size=TINY_VOCAB,
+        special_tokens=QWEN2_SPECIALS,
+        show_progress=False,
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(_training_text(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>",
-                                   pad_token="<|endoftext|>", model_max_length=2048)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        model_max_length=2048,
+    )
     fast.chat_template = CHATML_TEMPLATE
     fast.save_pretrained(out)
 
@@ -63,9 +79,16 @@ def build_model(out: Path, shape: dict, vocab_size: int, seed: int) -> None:
     from transformers import Qwen2Config, Qwen2ForCausalLM
 
     torch.manual_seed(seed)
-    cfg = Qwen2Config(vocab_size=vocab_size, max_position_embeddings=2048,
-                      tie_word_embeddings=False, bos_token_id=None, eos_token_id=2,
-                      pad_token_id=0, torch_dtype="float32", **shape)
+    cfg = Qwen2Config(
+        vocab_size=vocab_size,
+        max_position_embeddings=2048,
+        tie_word_embeddings=False,
+        bos_token_id=None,
+        eos_token_id=2,
+        pad_token_id=0,
+        torch_dtype="float32",
+        **shape,
+    )
     model = Qwen2ForCausalLM(cfg)
     model.save_pretrained(out, safe_serialization=True)
 
