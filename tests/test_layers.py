@@ -41,6 +41,7 @@ SIDEWAYS = {
     ("recipe", "bench"): "the recipe runs the serve benchmark as a stage",
     ("bench", "report"): "benchmarks write their tables through the report",
     ("recipe", "report"): "the recipe publishes the report",
+    ("ray_env", "ray_private"): "the quiet console names Ray Data's private log handlers",
 }
 
 # Modules exempt from the layer and cycle checks while a change moves them between layers.

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from soaes.ray_private import PRIVATE_APIS
+from soaes.ray_private import PRIVATE_APIS, RAY_DATA_LOG_CLASSES
 
 PKG = Path(__file__).resolve().parents[1] / "platform" / "src" / "soaes"
 PUBLIC_APIS = (
@@ -27,7 +27,9 @@ def _is_private(module: str) -> bool:
     return module.startswith("ray") and any(p.startswith("_") for p in module.split(".")[1:])
 
 
-@pytest.mark.parametrize("module,attr", PRIVATE_APIS + PUBLIC_APIS, ids=lambda x: str(x))
+@pytest.mark.parametrize(
+    "module,attr", PRIVATE_APIS + RAY_DATA_LOG_CLASSES + PUBLIC_APIS, ids=lambda x: str(x)
+)
 def test_ray_still_has_it(module, attr):
     assert hasattr(importlib.import_module(module), attr), f"{module}.{attr} is gone"
 

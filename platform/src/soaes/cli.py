@@ -101,7 +101,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``soaes`` command."""
     p = argparse.ArgumentParser(prog="soaes", description=__doc__.splitlines()[0])
-    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="debug logging, and progress bars and INFO lines of Ray Data, vLLM and tqdm on the terminal",
+    )
     sub = p.add_subparsers(dest="cmd", required=True)
 
     run = sub.add_parser("run", help="run a pipeline YAML (kind: data_cpt, data_sft, cpt, sft, …)")
@@ -144,6 +149,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``soaes`` console script."""
     args = build_parser().parse_args(argv)
+    if not args.verbose:
+        from soaes.ray_env import quiet_console
+
+        quiet_console()
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

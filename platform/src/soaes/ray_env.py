@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import logging
 import os
+from pathlib import Path
 
 import ray
+import yaml
+
+from soaes.ray_private import ray_data_logging_config
 
 log = logging.getLogger(__name__)
 
@@ -19,6 +23,40 @@ LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
 _NOISY_WITHOUT_DASHBOARD = ("ray.train.v2._internal.execution.controller.placement_group_cleaner",)
 
 
+# What third-party libraries print on their own, off the terminal of a `soaes` command (and
+# of the Ray workers an embedded cluster starts, which inherit this environment): progress
+# bars (tqdm, Hugging Face), vLLM's INFO lines, Ray Data's per-second progress dumps (kept in
+# the session's ray-data.log). A variable already set is left as it is.
+QUIET_CONSOLE_ENV = {
+    "TQDM_DISABLE": "1",
+    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+    "VLLM_LOGGING_LEVEL": "WARNING",
+}
+VERBOSE_ENV = "SOAES_VERBOSE"
+
+
+def quiet_console(config_dir: str | os.PathLike | None = None) -> dict[str, str]:
+    """Keep the terminal to soaes' own lines (``-v`` or ``SOAES_VERBOSE=1``: do nothing).
+
+    Sets :data:`QUIET_CONSOLE_ENV` and ``RAY_DATA_LOGGING_CONFIG`` (a file written to
+    ``config_dir``, default ``~/.cache/soaes``) where they are unset. Call it before Ray Data
+    is imported: it reads its logging config once, at import.
+
+    Returns:
+        The variables it set.
+    """
+    if os.environ.get(VERBOSE_ENV, "") not in ("", "0"):
+        return {}
+    folder = Path(config_dir or Path.home() / ".cache" / "soaes")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / "ray_data_logging.yaml"
+    path.write_text(yaml.safe_dump(ray_data_logging_config("WARNING"), sort_keys=False))
+    wanted = {**QUIET_CONSOLE_ENV, "RAY_DATA_LOGGING_CONFIG": str(path)}
+    done = {k: v for k, v in wanted.items() if k not in os.environ}
+    os.environ.update(done)
+    return done
+
+
 def quiet_worker_logs() -> None:
     """Worker setup hook: silence the state-API polling warnings of a dashboard-less cluster.
 
@@ -29,6 +67,17 @@ def quiet_worker_logs() -> None:
     """
     for name in _NOISY_WITHOUT_DASHBOARD:
         logging.getLogger(name).setLevel(logging.ERROR)
+
+
+def _name_cpu_accelerator() -> None:
+    """On a machine without CUDA, tell DeepSpeed (in the workers this process starts) that
+    it runs on the CPU, instead of letting each worker warn that it fell back to it."""
+    if "DS_ACCELERATOR" in os.environ:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        os.environ["DS_ACCELERATOR"] = "cpu"
 
 
 def connect(
@@ -62,6 +111,7 @@ def connect(
     else:
         for k, v in LOOPBACK_ENV.items():
             os.environ.setdefault(k, v)
+        _name_cpu_accelerator()
         cpus = num_cpus or max(4, 2 * (os.cpu_count() or 1))
         log.info("starting embedded Ray on loopback with %d logical CPUs", cpus)
         kwargs = {}

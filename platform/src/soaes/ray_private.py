@@ -25,6 +25,12 @@ PRIVATE_APIS: tuple[tuple[str, str], ...] = (
     ("ray.autoscaler._private.util", "prepare_config"),
     ("ray.autoscaler._private.util", "validate_config"),
 )
+# Private classes named (as strings) by ray_data_logging_config: the test imports each too.
+RAY_DATA_LOG_CLASSES: tuple[tuple[str, str], ...] = (
+    ("ray.data._internal.logging", "SessionFileHandler"),
+    ("ray.data._internal.logging", "HiddenRecordFilter"),
+    ("ray._private.log", "PlainRayHandler"),
+)
 
 
 def openai_fastapi_app() -> Any:
@@ -83,3 +89,36 @@ def prepare_cluster_launcher_config(config: dict[str, Any]) -> dict[str, Any]:
     prepared = prepare_config(config)
     validate_config(prepared)
     return prepared
+
+
+def ray_data_logging_config(console_level: str = "WARNING") -> dict[str, Any]:
+    """Ray Data's default logging config (``ray.data._internal.logging.DEFAULT_CONFIG`` of
+    Ray 2.60) with the console handler at ``console_level``: everything still goes to the
+    session's ``ray-data.log``; only the terminal is spared the per-second progress dumps.
+
+    Ray Data reads a replacement config only from the file named by ``RAY_DATA_LOGGING_CONFIG``
+    (no public API sets the console level); its handler classes are private.
+    """
+    fmt = "%(asctime)s\t%(levelname)s %(filename)s:%(lineno)s -- %(message)s"
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"ray": {"format": fmt}},
+        "filters": {"console_filter": {"()": "ray.data._internal.logging.HiddenRecordFilter"}},
+        "handlers": {
+            "file": {
+                "class": "ray.data._internal.logging.SessionFileHandler",
+                "formatter": "ray",
+                "filename": "ray-data.log",
+            },
+            "console": {
+                "class": "ray._private.log.PlainRayHandler",
+                "formatter": "ray",
+                "level": console_level,
+                "filters": ["console_filter"],
+            },
+        },
+        "loggers": {
+            "ray.data": {"level": "DEBUG", "handlers": ["file", "console"], "propagate": False}
+        },
+    }
