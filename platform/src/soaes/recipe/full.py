@@ -25,8 +25,9 @@ from soaes.config.eval import (
     RolesConfig,
 )
 from soaes.config.full import FullConfig, StageRef
-from soaes.config.loader import load_config, save_resolved
+from soaes.config.loader import ConfigError, load_config, save_resolved
 from soaes.ray_env import connect
+from soaes.recipe.checks import data_consistency
 from soaes.recipe.publish import publish_report
 from soaes.recipe.stages import Stage, run_stage
 from soaes.train.metrics import format_duration
@@ -197,8 +198,21 @@ def _final_sft_stage(data_sft_dir: Path) -> str | None:
         return None
 
 
+def check_data(cfg: FullConfig) -> None:
+    """Refuse data configs whose eval-set disclosures would be false (see
+    :func:`soaes.recipe.checks.data_consistency`)."""
+    if not (cfg.data_cpt.enabled and cfg.data_sft.enabled):
+        return
+    cpt = load_config(cfg.data_cpt.pipeline, cfg.data_cpt.overrides)
+    sft = load_config(cfg.data_sft.pipeline, cfg.data_sft.overrides)
+    problems = data_consistency(cpt, sft)
+    if problems:
+        raise ConfigError("data_cpt / data_sft disagree: " + "; ".join(problems))
+
+
 def run_full(cfg: FullConfig) -> dict[str, Any]:
     """Run (or resume) the whole recipe and copy the report to ``<output_dir>/``."""
+    check_data(cfg)
     connect(cfg.ray.address, cfg.ray.num_cpus, cfg.ray.include_dashboard)
     out = Path(cfg.output_dir)
     save_resolved(cfg, out)
