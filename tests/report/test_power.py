@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 
+from test_report import results
+
 from soaes.recipe.publish import publish_report, stage_times
 from soaes.report.claims import power
 from soaes.report.schema import Claim, Ratio, Results
@@ -76,3 +78,10 @@ def test_publish_rerenders_with_note_stage_times_and_predictions(tmp_path):
 def test_stage_without_a_record_reports_no_time(tmp_path):
     (t,) = stage_times([{"stage": "x", "status": "skipped"}], {"x": str(tmp_path / "none")})
     assert t.seconds is None and t.status == "ran in an earlier call"
+
+
+def test_arm_not_above_echo_makes_the_claim_uninformative(tmp_path):
+    res = results(tmp_path)  # constructed: the single-stage arm answers "I do not know."
+    prog = [c for c in res.headline if c.claim.startswith("Progressive over single-stage")]
+    assert prog and all(c.verdict == "uninformative (single not above echo)" for c in prog)
+    assert all(c.powered is None and c.value is not None for c in prog)  # ratio still shown

@@ -69,20 +69,38 @@ def retention_claim(ret: Retention | None) -> Claim:
     return Claim(claim=claim, paper="99.8%", ours=ours, verdict=h.verdict, value=h.ratio, **pw)
 
 
-def comparison_claims(comp: Comparison | None, key: str, qa_set: str | None) -> list[Claim]:
-    """ROUGE-1 and BLEU-4 (jieba) of one ablation on the headline set."""
+def _not_above_echo(results: Results, qa_set: str | None, arms: tuple[str, str]) -> list[str]:
+    """The arms that score at or below the echo baseline on the headline set."""
+    ds = next((d for d in results.domain if d.name == qa_set), None)
+    rows = {r.model: r for r in ds.rows} if ds else {}
+    return [a for a in arms if a in rows and "not above echo" in rows[a].flags]
+
+
+def comparison_claims(
+    comp: Comparison | None, key: str, qa_set: str | None, results: Results
+) -> list[Claim]:
+    """ROUGE-1 and BLEU-4 (jieba) of one ablation on the headline set.
+
+    When an arm does not beat the echo baseline (the question as its answer) on that set,
+    the ratio compares models that do not answer: the verdict says so and no power is given.
+    """
     out = []
+    weak = _not_above_echo(results, qa_set, (comp.before, comp.after)) if comp else []
     for m, name in (("rouge-1", "ROUGE-1"), ("bleu-4", "BLEU-4")):
         cells = comp.cells.get(qa_set, []) if comp and qa_set else []
         cell = next((c for c in cells if c.metric == f"jieba {m}"), None)
+        verdict = cell.verdict if cell else "not run"
+        weak_here = weak if cell and not verdict.startswith("not comparable") else []
+        if weak_here:
+            verdict = f"uninformative ({', '.join(weak_here)} not above echo)"
         out.append(
             Claim(
                 claim=f"{_LABELS[key]}: {name} (jieba convention, set {qa_set})",
                 paper=f"{PAPER[key][m]:.2f}x",
                 ours=fmt_ratio(cell),
-                verdict=cell.verdict if cell else "not run",
+                verdict=verdict,
                 value=cell.ratio if cell else None,
-                **power(cell, PAPER[key][m]),
+                **({} if weak_here else power(cell, PAPER[key][m])),
             )
         )
     return out
@@ -129,7 +147,7 @@ def headline(results: Results, qa_set: str | None) -> list[Claim]:
     comps = {c.key: c for c in results.comparisons}
     return [
         retention_claim(results.cpt_retention),
-        *comparison_claims(comps.get("cpt_downstream"), "cpt_downstream", qa_set),
-        *comparison_claims(comps.get("progressive"), "progressive", qa_set),
+        *comparison_claims(comps.get("cpt_downstream"), "cpt_downstream", qa_set, results),
+        *comparison_claims(comps.get("progressive"), "progressive", qa_set, results),
         *speculative_claims(results),
     ]
