@@ -13,14 +13,15 @@ def _clear(monkeypatch):
         monkeypatch.delenv(k, raising=False)
 
 
-def test_sets_env_and_ray_data_console_at_warning(tmp_path, monkeypatch):
+def test_sets_env_and_ray_data_console_at_error(tmp_path, monkeypatch):
     _clear(monkeypatch)
     monkeypatch.setenv("TQDM_DISABLE", "0")  # the user's own choice stays
     done = quiet_console(tmp_path)
     assert "TQDM_DISABLE" not in done and done["VLLM_LOGGING_LEVEL"] == "WARNING"
     cfg = yaml.safe_load((tmp_path / "ray_data_logging.yaml").read_text())
     assert done["RAY_DATA_LOGGING_CONFIG"] == str(tmp_path / "ray_data_logging.yaml")
-    assert cfg["handlers"]["console"]["level"] == "WARNING"
+    assert cfg["handlers"]["console"]["level"] == "ERROR"
+    assert done["RAY_DATA_DISABLE_PROGRESS_BARS"] == "1"
     assert cfg["loggers"]["ray.data"]["handlers"] == ["file", "console"]  # file keeps it all
     named = {h["class"] for h in cfg["handlers"].values()}
     named |= {f["()"] for f in cfg["filters"].values()}

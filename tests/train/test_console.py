@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import logging
 
-from soaes.train.console import route_worker_logs
+from soaes.train.console import route_worker_logs, stdout_to_log
 from soaes.train.metrics import format_duration, progress_line
 
 
@@ -23,14 +23,17 @@ def test_worker_console_keeps_soaes_lines_and_files_everything(tmp_path):
         ("/site-packages/ray/train/v2/_internal/execution/context.py", logging.INFO, ray_line),
         ("soaes.train.loop", logging.INFO, "[cpt_tiny] step 5/60 | loss 6.1"),
         ("deepspeed.runtime", logging.WARNING, "grad overflow"),
+        ("py.warnings", logging.WARNING, "FutureWarning: all_gather_into_tensor is deprecated"),
     ):
         root.handle(logging.LogRecord(name, level, __file__, 1, msg, None, None))
     console, in_file = stream.getvalue(), path.read_text()
-    assert "Reporting training result" not in console
+    assert "Reporting training result" not in console and "deprecated" not in console
     assert "[cpt_tiny] step 5/60" in console and "grad overflow" in console
     assert all(s in in_file for s in ("Reporting training result 7", "step 5/60", "overflow"))
+    assert "all_gather_into_tensor is deprecated" in in_file
     for h in root.handlers:
         h.close()
+    logging.captureWarnings(False)
 
 
 def test_progress_line_shows_loss_throughput_and_eta():
@@ -38,3 +41,14 @@ def test_progress_line_shows_loss_throughput_and_eta():
     line = progress_line({**rec, "grad_norm": 0.7}, total_steps=200)
     assert line.startswith("step 20/200 | loss 2.5000 | 1234 tok/s | 0.50 s/step | eta 1m30s")
     assert [format_duration(s) for s in (4.4, 65, 3725)] == ["4s", "1m05s", "1h02m"]
+
+
+def test_prints_inside_stdout_to_log_become_records(capsys, caplog):
+    with caplog.at_level(logging.INFO, logger="fake_ds"), stdout_to_log("fake_ds"):
+        print("DeepSpeed shm op built successfully")
+        print("partial", end="")
+    assert capsys.readouterr().out == ""
+    assert [r.getMessage() for r in caplog.records if r.name == "fake_ds"] == [
+        "DeepSpeed shm op built successfully",
+        "partial",
+    ]

@@ -31,7 +31,12 @@ QUIET_CONSOLE_ENV = {
     "TQDM_DISABLE": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
     "VLLM_LOGGING_LEVEL": "WARNING",
+    # Ray Data's per-operator bars and its "Parquet dataset sampling" bar (driver and workers)
+    "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
 }
+# Ray Data's console level: its warnings are about its own execution ("progress bars
+# disabled", resource hints) and stay in the session's ray-data.log.
+RAY_DATA_CONSOLE_LEVEL = "ERROR"
 VERBOSE_ENV = "SOAES_VERBOSE"
 
 
@@ -50,7 +55,9 @@ def quiet_console(config_dir: str | os.PathLike | None = None) -> dict[str, str]
     folder = Path(config_dir or Path.home() / ".cache" / "soaes")
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / "ray_data_logging.yaml"
-    path.write_text(yaml.safe_dump(ray_data_logging_config("WARNING"), sort_keys=False))
+    path.write_text(
+        yaml.safe_dump(ray_data_logging_config(RAY_DATA_CONSOLE_LEVEL), sort_keys=False)
+    )
     wanted = {**QUIET_CONSOLE_ENV, "RAY_DATA_LOGGING_CONFIG": str(path)}
     done = {k: v for k, v in wanted.items() if k not in os.environ}
     os.environ.update(done)

@@ -6,13 +6,18 @@ logger named after its source file, so ``ray.train``'s log level does not reach 
 DeepSpeed prints its engine set-up; they drowned soaes' progress lines. :func:`route_worker_logs`
 (called in every worker once Ray Train has configured its logging) keeps on the console only
 soaes' records and warnings/errors of any library; every record (INFO and up) also goes to
-``<run_dir>/logs/worker_<rank>.log``. Ray Train's controller logs below WARNING go to Ray's
+``<run_dir>/logs/worker_<rank>.log``. Python warnings (torch's deprecation notices, once per
+worker) are captured into logging and kept in that file, off the terminal. Ray Train's controller logs below WARNING go to Ray's
 own files only (:data:`RAY_TRAIN_CONSOLE_LEVEL`, set through ``RunConfig.logging_config``).
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import logging
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 # Console level of Ray Train's ``ray.train`` loggers (controller and workers); its system log
@@ -24,11 +29,19 @@ ROUTED_LOGGERS = ("", "ray.train", "DeepSpeed")
 WORKER_LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
+# Logger of Python's warnings once ``logging.captureWarnings`` routes them to logging.
+WARNINGS_LOGGER = "py.warnings"
+
+
 class ConsoleFilter(logging.Filter):
-    """Pass soaes' records at any level and other records at WARNING and above."""
+    """Pass soaes' records at any level, other records at WARNING and above, and captured
+    Python warnings only from ERROR (``warnings.warn`` goes through at WARNING: never)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
-        return record.name.split(".", 1)[0] == "soaes" or record.levelno >= logging.WARNING
+        if record.name.split(".", 1)[0] == "soaes":
+            return True
+        floor = logging.ERROR if record.name == WARNINGS_LOGGER else logging.WARNING
+        return record.levelno >= floor
 
 
 def _is_console(handler: logging.Handler) -> bool:
@@ -41,8 +54,9 @@ def _is_console(handler: logging.Handler) -> bool:
 def route_worker_logs(
     run_dir: str | Path, rank: int, loggers: tuple[str, ...] = ROUTED_LOGGERS
 ) -> Path:
-    """Filter the console handlers of ``loggers`` with :class:`ConsoleFilter` and add a file
-    handler for every record at INFO and above; returns the log file. Idempotent."""
+    """Filter the console handlers of ``loggers`` with :class:`ConsoleFilter`, add a file
+    handler for every record at INFO and above and capture Python warnings into logging;
+    returns the log file. Idempotent."""
     path = Path(run_dir) / "logs" / f"worker_{rank}.log"
     path.parent.mkdir(parents=True, exist_ok=True)
     for name in loggers:
@@ -57,4 +71,39 @@ def route_worker_logs(
             fh.soaes_run_log = str(path)  # type: ignore[attr-defined]
             logger.addHandler(fh)
     logging.getLogger("soaes").setLevel(logging.INFO)
+    logging.captureWarnings(True)
     return path
+
+
+class _LogStream(io.TextIOBase):
+    """A text stream whose every complete line becomes an INFO record of ``logger``."""
+
+    def __init__(self, logger: logging.Logger) -> None:
+        super().__init__()
+        self._logger, self._buf = logger, ""
+
+    def write(self, text: str) -> int:
+        self._buf += text
+        *lines, self._buf = self._buf.split("\n")
+        for line in filter(str.strip, lines):
+            self._logger.info(line)
+        return len(text)
+
+    def flush(self) -> None:
+        if self._buf.strip():
+            self._logger.info(self._buf)
+        self._buf = ""
+
+
+@contextlib.contextmanager
+def stdout_to_log(name: str) -> Iterator[None]:
+    """Within the block, ``print`` output becomes INFO records of logger ``name`` (kept in
+    the run's log file, off the terminal): DeepSpeed prints its communication op set-up
+    ("... built successfully") at every engine start."""
+    stream = _LogStream(logging.getLogger(name))
+    old, sys.stdout = sys.stdout, stream
+    try:
+        yield
+    finally:
+        sys.stdout = old
+        stream.flush()

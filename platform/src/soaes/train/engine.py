@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from soaes.config.train import OptimSpec
+from soaes.train.console import stdout_to_log
 from soaes.train.ds_config import lr_multiplier
 
 log = logging.getLogger(__name__)
@@ -147,11 +148,12 @@ def create_engine(model: Any, ds_config: dict[str, Any], optim: OptimSpec, total
     def make_scheduler(opt: Any) -> Any:
         return torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
-    engine, *_ = deepspeed.initialize(
-        model=model,
-        optimizer=optimizer,
-        model_parameters=None if optimizer else groups,
-        lr_scheduler=make_scheduler,
-        config=ds_config,
-    )
+    with stdout_to_log("DeepSpeed"):  # its comm op's "built successfully" print
+        engine, *_ = deepspeed.initialize(
+            model=model,
+            optimizer=optimizer,
+            model_parameters=None if optimizer else groups,
+            lr_scheduler=make_scheduler,
+            config=ds_config,
+        )
     return engine
