@@ -94,6 +94,14 @@ def test_candidate_row_from_constructed_timings():
     assert b1["speedup"]["median"] == pytest.approx(2.0) and b1["speedup"]["n"] == 3
     assert b1["share_of_bound"] == pytest.approx(2.0 / b1["bound"])
     assert row["batch8"]["speedup"]["median"] == pytest.approx(1.0)
+    assert {k: row[k] for k in ("c_step", "v_k", "speedup_serve_batch1")} == {
+        "c_step": pytest.approx(0.35),
+        "v_k": 1.5,
+        "speedup_serve_batch1": None,  # only `bench spec --serve` measures it
+    }
+    assert row["bound"] == b1["bound"] and row["mean_acceptance_length"] == 2.5
+    assert row["speedup_offline_batch1"] == pytest.approx(2.0)
+    assert row["speedup_offline_batch8"] == pytest.approx(1.0)
     bad = candidate_row(
         "eagle3", "eagle3", "/e", 2, _run(_fast_steps(), {1: [[9]], 8: toks[8]}, 0.75), target, None
     )
@@ -113,3 +121,15 @@ def test_candidate_row_from_constructed_timings():
 
 def _fast_steps() -> dict:
     return {1: [0.005, 0.005, 0.005], 8: [0.02, 0.02, 0.02]}
+
+
+def test_serve_speedup_lands_on_the_chosen_row_only():
+    from soaes.bench.spec import with_serve
+
+    rows = [{"name": "distilled", "k": k, "speedup_serve_batch1": None} for k in (1, 2)]
+    result = {"candidates": rows, "chosen": {"name": "distilled", "k": 2}}
+    single = {"speedup_spec_vs_plain_http": 1.21, "prompts": 8}
+    with_serve(result, single)
+    assert [r["speedup_serve_batch1"] for r in rows] == [None, 1.21]
+    assert result["chosen"]["speedup_serve_batch1"] == 1.21
+    assert result["serve_single_stream"] is single

@@ -3,7 +3,7 @@
 One run, same held-out prompts, greedy, vLLM on this machine::
 
     soaes bench spec --config pipelines/distill_demo.yaml [overrides] [--k 1,2,3]
-        [--reps 3] [--out docs/bench/spec.json] [--no-undistilled] [--no-eagle3]
+        [--reps 3] [--out docs/bench/spec.json] [--no-undistilled] [--no-eagle3] [--serve 8]
 
 Candidates are read from the distillation run folder of the config: the distilled draft
 (``hf/``, vLLM ``draft_model``), the undistilled one (``draft_init/``) and an EAGLE-3 head
@@ -13,7 +13,10 @@ of k+1 tokens / target step), the bound E/(k·c + v_k), decode speed-ups at batc
 the served batch (median, min-max over repetitions), greedy identity over every generated
 token. Method: :mod:`soaes.eval.spec_steps`; model: :mod:`soaes.eval.spec_bound`.
 Writes ``--out`` (default ``<run_dir>/bench_spec/spec.json``) and the run's
-``bench_spec/spec_decode.json`` (the chosen method, draft and k).
+``bench_spec/spec_decode.json`` (the chosen method, draft and k). With ``--serve N`` the
+chosen candidate is then deployed with Ray Serve (``--serve-app``, reading that
+spec_decode.json) beside the target alone and timed single stream over HTTP on N held-out law
+questions (``soaes bench serve --single-only``): its ``speedup_serve_batch1``.
 """
 
 from __future__ import annotations
@@ -37,6 +40,10 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--out", default=None, help="where spec.json goes")
     p.add_argument("--no-undistilled", action="store_true", help="skip draft_init/")
     p.add_argument("--no-eagle3", action="store_true", help="skip eagle3/")
+    p.add_argument(
+        "--serve", type=int, default=0, help="time the chosen one through Serve on N prompts"
+    )
+    p.add_argument("--serve-app", default="serve_apps/demo_spec.yaml", help="Serve config")
     return p.parse_args(argv)
 
 
@@ -65,6 +72,43 @@ def _ensure_distilled(cfg: Any, steps: int | None) -> None:
     run_distill(cfg.model_copy(update=update))
 
 
+def serve_single_stream(
+    app: str, target: str, spec_dir: Path, prompts: int, max_tokens: int
+) -> dict[str, Any]:
+    """``soaes bench serve --single-only`` on ``app`` with ``spec_dir``'s spec_decode.json:
+    the served candidate and the target alone, single stream over HTTP and in-process."""
+    from soaes.bench.serve import main as bench_serve
+
+    out = spec_dir / "serve_single.json"
+    argv = [
+        "--app",
+        app,
+        f"applications.0.args.target={target}",
+        f"applications.0.args.speculation.distill_dir={spec_dir}",
+        "applications.0.args.deployment.autoscaling.max_replicas=1",
+        "--single-only",
+        "--single-prompts",
+        str(prompts),
+        "--max-tokens",
+        str(max_tokens),
+        "--out",
+        str(out),
+    ]
+    bench_serve(argv)
+    return json.loads(out.read_text(encoding="utf-8"))["single_stream"]
+
+
+def with_serve(result: dict[str, Any], single: dict[str, Any]) -> None:
+    """Record the Serve single-stream speed-up on the chosen candidate's row (and ``chosen``)."""
+    chosen = result["chosen"]
+    ratio = single["speedup_spec_vs_plain_http"]
+    for r in result["candidates"]:
+        if (r["name"], r["k"]) == (chosen["name"], chosen["k"]):
+            r["speedup_serve_batch1"] = ratio
+    chosen["speedup_serve_batch1"] = ratio
+    result["serve_single_stream"] = single
+
+
 def _fmt(s: dict | None, digits: int = 2) -> str:
     if s is None:
         return "-"
@@ -90,6 +134,14 @@ def report(result: dict[str, Any]) -> list[str]:
                 f"{str(r['identical_outputs']):>9}"
             )
     lines.append(f"chosen: {result['chosen']}")
+    single = result.get("serve_single_stream")
+    if single:
+        lines.append(
+            f"through Serve, single stream ({single['prompts']} prompts): "
+            f"{single['speedup_spec_vs_plain_http']:.2f}x over the target alone "
+            f"(in-process {single['speedup_spec_vs_plain_inproc']:.2f}x), "
+            f"identical outputs: {single['identical_outputs_all_four']}"
+        )
     return lines
 
 
@@ -110,6 +162,11 @@ def main(argv: list[str]) -> int:
     target = str(Path(resolve(cfg.target.path)).resolve())
     cands = candidates_of(run_dir, not args.no_undistilled, not args.no_eagle3)
     result = measure_run(target, cands, cfg.acceptance, out_dir)
+    if args.serve and result["chosen"]:
+        single = serve_single_stream(
+            args.serve_app, target, out_dir, args.serve, cfg.acceptance.max_tokens
+        )
+        with_serve(result, single)
     result.update(
         command="soaes bench spec " + " ".join(argv),
         date=time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),

@@ -75,7 +75,27 @@ def candidate_row(
             "share_of_bound": spread(speed)["median"] / bound if bound else None,
             "step_s": run[key]["step_s_spread"],
         }
+    row.update(headline_fields(row, sorted(target["tokens"])))
     return row
+
+
+def headline_fields(row: dict[str, Any], batches: list[int]) -> dict[str, Any]:
+    """The candidate's figures at a glance: batch-1 acceptance, E, c, v_k and bound (medians),
+    the offline speed-up at every batch size, and ``speedup_serve_batch1`` (None until the
+    single stream is measured through Serve: ``soaes bench spec --serve``)."""
+    b1 = row[f"batch{batches[0]}"]
+    med = lambda s: s["median"] if s else None  # noqa: E731
+    out = {
+        "acceptance_rate": b1["acceptance_rate"],
+        "mean_acceptance_length": b1["mean_acceptance_length"],
+        "c_step": med(b1["c_step"]),
+        "v_k": med(b1["v_k"]),
+        "bound": b1["bound"],
+    }
+    for b in batches:
+        out[f"speedup_offline_batch{b}"] = row[f"batch{b}"]["speedup"]["median"]
+    out["speedup_serve_batch1"] = None
+    return out
 
 
 def measure_candidates(
