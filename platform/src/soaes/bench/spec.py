@@ -16,7 +16,9 @@ Writes ``--out`` (default ``<run_dir>/bench_spec/spec.json``) and the run's
 ``bench_spec/spec_decode.json`` (the chosen method, draft and k). With ``--serve N`` the
 chosen candidate is then deployed with Ray Serve (``--serve-app``, reading that
 spec_decode.json) beside the target alone and timed single stream over HTTP on N held-out law
-questions (``soaes bench serve --single-only``): its ``speedup_serve_batch1``.
+questions (``soaes bench serve --single-only``): its ``speedup_serve_batch1``. With
+``--general N`` every candidate's acceptance at the chosen k is also measured on N held-out
+general English prompts (``general_acceptance``), apart from the domain figures.
 """
 
 from __future__ import annotations
@@ -44,6 +46,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         "--serve", type=int, default=0, help="time the chosen one through Serve on N prompts"
     )
     p.add_argument("--serve-app", default="serve_apps/demo_spec.yaml", help="Serve config")
+    p.add_argument(
+        "--general",
+        type=int,
+        default=0,
+        help="also acceptance at the chosen k on N general prompts",
+    )
     return p.parse_args(argv)
 
 
@@ -98,6 +106,24 @@ def serve_single_stream(
     return json.loads(out.read_text(encoding="utf-8"))["single_stream"]
 
 
+def general_acceptance(
+    target: str, cands: dict[str, tuple[str, str]], acc: Any, k: int, n: int
+) -> dict[str, Any]:
+    """Each candidate's acceptance at k on ``n`` held-out general English prompts."""
+    from soaes.eval.spec_choice import other_prompts_acceptance, token_prompts
+
+    general = acc.model_copy(
+        update={
+            "prompts": acc.prompts.model_copy(update={"source": "general_en", "num_prompts": n})
+        }
+    )
+    prompts = token_prompts(target, general)
+    return {
+        "prompts": general.prompts.model_dump(),
+        "by_candidate": other_prompts_acceptance(target, cands, general, k, prompts),
+    }
+
+
 def with_serve(result: dict[str, Any], single: dict[str, Any]) -> None:
     """Record the Serve single-stream speed-up on the chosen candidate's row (and ``chosen``)."""
     chosen = result["chosen"]
@@ -134,6 +160,11 @@ def report(result: dict[str, Any]) -> list[str]:
                 f"{str(r['identical_outputs']):>9}"
             )
     lines.append(f"chosen: {result['chosen']}")
+    for name, g in (result.get("general_acceptance") or {}).get("by_candidate", {}).items():
+        lines.append(
+            f"general prompts ({g['prompts']}), {name} k={g['k']}: acceptance "
+            f"{g['acceptance_rate']:.3f}, E {g['mean_acceptance_length']:.2f}"
+        )
     single = result.get("serve_single_stream")
     if single:
         lines.append(
@@ -162,6 +193,10 @@ def main(argv: list[str]) -> int:
     target = str(Path(resolve(cfg.target.path)).resolve())
     cands = candidates_of(run_dir, not args.no_undistilled, not args.no_eagle3)
     result = measure_run(target, cands, cfg.acceptance, out_dir)
+    if args.general and result["chosen"]:
+        result["general_acceptance"] = general_acceptance(
+            target, cands, cfg.acceptance, result["chosen"]["k"], args.general
+        )
     if args.serve and result["chosen"]:
         single = serve_single_stream(
             args.serve_app, target, out_dir, args.serve, cfg.acceptance.max_tokens

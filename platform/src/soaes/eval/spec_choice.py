@@ -144,6 +144,37 @@ def measure_candidates(
     }
 
 
+def other_prompts_acceptance(
+    target: str,
+    candidates: dict[str, tuple[str, str]],
+    cfg: AcceptanceConfig,
+    k: int,
+    prompts: list[dict],
+) -> dict[str, dict[str, Any]]:
+    """Acceptance of every candidate at ``k`` on other prompts (e.g. general ones: does
+    general traffic collapse it?), one repetition at the served batch; no timing."""
+    out = {}
+    for name, (method, path) in candidates.items():
+        r = run_candidate(
+            target,
+            cfg.engine,
+            speculative_config(method, path, k),
+            {cfg.served_batch: prompts},
+            {cfg.served_batch: cfg.max_tokens},
+            1,
+        )
+        acc = r[f"batch{cfg.served_batch}"]["acceptance"]
+        out[name] = {
+            "k": k,
+            "prompts": len(prompts),
+            "acceptance_rate": acc["acceptance_rate"],
+            "mean_acceptance_length": acc["mean_acceptance_length"],
+            "per_position": acc["per_position"],
+        }
+        log.info("%s k=%d on other prompts: %s", name, k, out[name])
+    return out
+
+
 def _strip(run: dict) -> dict:
     return {k: v for k, v in run.items() if k != "tokens"}
 
