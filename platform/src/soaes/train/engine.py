@@ -13,9 +13,11 @@ optimizer) and trains the student through :func:`create_engine` as here.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
 import random
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,11 +32,30 @@ _DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 def default_extensions_dir() -> str:
     """Where DeepSpeed's JIT-compiled C++ ops are cached: ``$TORCH_EXTENSIONS_DIR`` or
-    ``$SOAES_CACHE/torch_extensions`` (~/.cache/soaes/torch_extensions)."""
+    ``$SOAES_CACHE/torch_extensions/<environment>`` (~/.cache/soaes/...), one folder per
+    Python environment (:func:`environment_tag`)."""
     if os.environ.get("TORCH_EXTENSIONS_DIR"):
         return os.environ["TORCH_EXTENSIONS_DIR"]
     cache = os.environ.get("SOAES_CACHE") or str(Path.home() / ".cache" / "soaes")
-    return str(Path(cache) / "torch_extensions")
+    return str(Path(cache) / "torch_extensions" / environment_tag())
+
+
+def environment_tag() -> str:
+    """A short key of this Python environment (its prefix, torch and DeepSpeed versions).
+
+    torch rebuilds a JIT op whenever its build command changes, and that command names the
+    environment's include paths: two checkouts sharing one cache folder (a working copy and a
+    CI clone) rebuilt each other's op, about 30 s at the next first engine start.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    parts = [sys.prefix]
+    for pkg in ("torch", "deepspeed"):
+        try:
+            parts.append(f"{pkg}=={version(pkg)}")
+        except PackageNotFoundError:
+            parts.append(f"{pkg} absent")
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:12]
 
 
 def prebuild_ops() -> str | None:
