@@ -58,3 +58,15 @@ def test_every_private_import_in_ray_private_is_listed():
         for a in node.names
     }
     assert used == set(PRIVATE_APIS)
+
+
+def test_the_env_flags_soaes_sets_are_still_read_by_ray():
+    """ray_env sets these by name; a rename in Ray would silently turn them off."""
+    import ray.data.context
+    from ray.train.v2._internal.constants import ENABLE_PREEMPTION_WATCHER_ENV_VAR
+
+    from soaes.ray_env import LOOPBACK_ENV, QUIET_CONSOLE_ENV
+
+    assert ENABLE_PREEMPTION_WATCHER_ENV_VAR in LOOPBACK_ENV
+    context = Path(ray.data.context.__file__).read_text(encoding="utf-8")
+    assert all(f'"{k}"' in context for k in QUIET_CONSOLE_ENV if k.startswith("RAY_DATA_"))

@@ -15,7 +15,12 @@ log = logging.getLogger(__name__)
 
 # Keep every listener of an embedded cluster on loopback (ENVIRONMENT.md: without it Ray
 # rewrites 127.0.0.1 to the machine's routable address).
-LOOPBACK_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+LOOPBACK_ENV = {
+    "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0",
+    # Ray Train's node-drain watcher: one node that is never drained has nothing to watch,
+    # and its actor's start logs a core-worker error line on every training run's terminal.
+    "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+}
 
 
 # Loggers of Ray internals that poll the state API (served by the dashboard): on an embedded
