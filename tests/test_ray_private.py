@@ -70,3 +70,30 @@ def test_the_env_flags_soaes_sets_are_still_read_by_ray():
     assert ENABLE_PREEMPTION_WATCHER_ENV_VAR in LOOPBACK_ENV
     context = Path(ray.data.context.__file__).read_text(encoding="utf-8")
     assert all(f'"{k}"' in context for k in QUIET_CONSOLE_ENV if k.startswith("RAY_DATA_"))
+
+
+def test_filtered_worker_output_prints_only_kept_lines(ray_session, capfd):
+    import time
+
+    from soaes.ray_private import filter_worker_output
+
+    @ray_session.remote(num_cpus=0)
+    def talk(tag: str) -> None:
+        print(f"[keep-{tag}] progress line", flush=True)
+        print(f"vendor noise {tag}", flush=True)
+
+    logs = filter_worker_output(lambda line: line.startswith("[keep-"))
+    try:
+        assert logs and Path(logs).is_dir()
+        ray_session.get(talk.remote("a"))
+        out = ""
+        for _ in range(40):  # Ray forwards worker output asynchronously
+            out += capfd.readouterr().out
+            if "[keep-a]" in out:
+                break
+            time.sleep(0.25)
+        time.sleep(1.0)
+        out += capfd.readouterr().out
+        assert "[keep-a] progress line" in out and "vendor noise a" not in out
+    finally:
+        filter_worker_output(lambda line: True)  # the rest of the session prints as before

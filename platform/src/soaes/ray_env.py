@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 
 import ray
 import yaml
 
-from soaes.ray_private import ray_data_logging_config
+from soaes.ray_private import filter_worker_output, ray_data_logging_config
 
 log = logging.getLogger(__name__)
 
@@ -35,10 +36,15 @@ _NOISY_WITHOUT_DASHBOARD = ("ray.train.v2._internal.execution.controller.placeme
 QUIET_CONSOLE_ENV = {
     "TQDM_DISABLE": "1",
     "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "VLLM_LOGGING_LEVEL": "WARNING",
+    "VLLM_LOGGING_LEVEL": "ERROR",
     # Ray Data's per-operator bars and its "Parquet dataset sampling" bar (driver and workers)
     "RAY_DATA_DISABLE_PROGRESS_BARS": "1",
 }
+# Worker output a quiet console still prints: soaes' tagged lines ("[cpt_demo] step 5/20 |
+# ..."), and tracebacks and exception lines; the rest (vLLM's and DeepSpeed's set-up, raylet
+# notices, deprecation warnings) stays in the session's log files.
+SOAES_WORKER_LINE = re.compile(r"^(\[[^\]\s]+\] |Traceback |\w+(Error|Exception): )")
+_quiet = {"on": False}
 # Ray Data's console level: its warnings are about its own execution ("progress bars
 # disabled", resource hints) and stay in the session's ray-data.log.
 RAY_DATA_CONSOLE_LEVEL = "ERROR"
@@ -49,8 +55,10 @@ def quiet_console(config_dir: str | os.PathLike | None = None) -> dict[str, str]
     """Keep the terminal to soaes' own lines (``-v`` or ``SOAES_VERBOSE=1``: do nothing).
 
     Sets :data:`QUIET_CONSOLE_ENV` and ``RAY_DATA_LOGGING_CONFIG`` (a file written to
-    ``config_dir``, default ``~/.cache/soaes``) where they are unset. Call it before Ray Data
-    is imported: it reads its logging config once, at import.
+    ``config_dir``, default ``~/.cache/soaes``) where they are unset, and makes
+    :func:`connect` print only soaes' lines of forwarded worker output
+    (:func:`keep_worker_line`). Call it before Ray Data is imported: it reads its logging
+    config once, at import.
 
     Returns:
         The variables it set.
@@ -66,7 +74,21 @@ def quiet_console(config_dir: str | os.PathLike | None = None) -> dict[str, str]
     wanted = {**QUIET_CONSOLE_ENV, "RAY_DATA_LOGGING_CONFIG": str(path)}
     done = {k: v for k, v in wanted.items() if k not in os.environ}
     os.environ.update(done)
+    _quiet["on"] = True  # connect() then filters forwarded worker output
     return done
+
+
+def keep_worker_line(line: str) -> bool:
+    """Whether a quiet console prints this line of forwarded worker output."""
+    return SOAES_WORKER_LINE.match(line) is not None
+
+
+def _filter_worker_output() -> None:
+    if not _quiet["on"]:
+        return
+    logs = filter_worker_output(keep_worker_line)
+    if logs:
+        log.info("worker output (Ray, DeepSpeed, vLLM) goes to %s; -v prints it here", logs)
 
 
 def quiet_worker_logs() -> None:
@@ -120,6 +142,7 @@ def connect(
     if address:
         log.info("joining Ray cluster at %s", address)
         ray.init(address=address, log_to_driver=True)
+        _filter_worker_output()
     else:
         for k, v in LOOPBACK_ENV.items():
             os.environ.setdefault(k, v)
@@ -140,4 +163,5 @@ def connect(
             configure_logging=False,
             **kwargs,
         )
+        _filter_worker_output()
     return ray.cluster_resources()

@@ -9,6 +9,7 @@ every one of them, so a Ray upgrade that moves one fails there, naming it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 # (module, attribute) of every private Ray API used below: the test imports each.
@@ -24,6 +25,9 @@ PRIVATE_APIS: tuple[tuple[str, str], ...] = (
     ),
     ("ray.autoscaler._private.util", "prepare_config"),
     ("ray.autoscaler._private.util", "validate_config"),
+    ("ray._private.ray_logging", "global_worker_stdstream_dispatcher"),
+    ("ray._private.worker", "print_to_stdstream"),
+    ("ray._private.worker", "global_worker"),
 )
 # Private classes named (as strings) by ray_data_logging_config: the test imports each too.
 RAY_DATA_LOG_CLASSES: tuple[tuple[str, str], ...] = (
@@ -122,3 +126,31 @@ def ray_data_logging_config(console_level: str = "WARNING") -> dict[str, Any]:
             "ray.data": {"level": "DEBUG", "handlers": ["file", "console"], "propagate": False}
         },
     }
+
+
+# Name under which ``ray.init(log_to_driver=True)`` registers its printer of worker output.
+RAY_PRINT_LOGS_HANDLER = "ray_print_logs"
+
+
+def filter_worker_output(keep: Callable[[str], bool]) -> str | None:
+    """Print only the lines of forwarded worker output (every actor's, task's, raylet's)
+    for which ``keep`` is true; all of it stays in the session's log files.
+
+    Ray prints what workers write through one handler that ``ray.init`` registers on a
+    private dispatcher; no public option filters it (``log_to_driver`` is all or nothing).
+    Returns the session's log folder, or None when Ray does not forward worker output.
+    """
+    from ray._private.ray_logging import global_worker_stdstream_dispatcher as dispatcher
+    from ray._private.worker import global_worker, print_to_stdstream
+
+    if not any(name == RAY_PRINT_LOGS_HANDLER for name, _ in dispatcher.handlers):
+        return None
+
+    def printer(data: dict[str, Any]) -> None:
+        lines = [line for line in data["lines"] if keep(line)]
+        if lines:
+            print_to_stdstream({**data, "lines": lines}, ignore_prefix=False)
+
+    dispatcher.remove_handler(RAY_PRINT_LOGS_HANDLER)
+    dispatcher.add_handler(RAY_PRINT_LOGS_HANDLER, printer)
+    return global_worker.node.get_logs_dir_path()
