@@ -209,3 +209,30 @@ def test_disclosure_reads_the_eval_sets_strings():
         "mixed: 1 of 2"
     )
     assert disclosure([{}]).startswith("not stated")
+
+
+def test_headline_quotes_the_served_candidate_and_the_table_shows_every_one(tmp_path):
+    def acc(name: str, speed: float, identical: bool = True) -> str:
+        rows = [{"k": 2, "speedup_measured": speed, "outputs_identical": identical}]
+        path = tmp_path / f"acceptance_{name}.json"
+        path.write_text(json.dumps({"best_k": 2, "c": 0.2, "rows": rows}))
+        return str(path)
+
+    choice = tmp_path / "acceptance.json"
+    choice.write_text(json.dumps({"served": "eagle3"}))
+    res = results(
+        tmp_path,
+        speculative=acc("distilled", 1.14),
+        speculative_undistilled=acc("undistilled", 0.81),
+        speculative_eagle3=acc("eagle3", 1.88),
+        speculative_choice=str(choice),
+    )
+    (speed, same) = [c for c in res.headline if "peculati" in c.claim]
+    assert "served: eagle3" in speed.claim and speed.value == 1.88
+    assert speed.verdict == "above" and same.verdict == "holds"
+    md = write_report(res, tmp_path / "r")["md"].read_text(encoding="utf-8")
+    assert all(f"| {n} | 2 |" in md for n in ("distilled", "undistilled", "eagle3"))
+    assert "Served (chosen by measurement): eagle3" in md
+    choice.write_text(json.dumps({"served": None}))  # nothing chosen: the distilled draft
+    res = results(tmp_path, speculative=acc("distilled", 1.14), speculative_choice=str(choice))
+    assert "served: distilled" in next(c.claim for c in res.headline if "speed-up" in c.claim)

@@ -168,6 +168,14 @@ class ReportInputsConfig(StrictModel):
     speculative_undistilled: str | None = Field(
         default=None, description="The same measurement for the undistilled draft."
     )
+    speculative_eagle3: str | None = Field(
+        default=None, description="The same measurement for the EAGLE-3 head."
+    )
+    speculative_choice: str | None = Field(
+        default=None,
+        description="The distill stage's acceptance.json: its 'served' names the candidate "
+        "chosen by measurement (distilled, undistilled or eagle3), which the headline quotes.",
+    )
     serving: str | None = Field(
         default=None, description="JSON written by `soaes bench serve --out` (serving section)."
     )

@@ -148,6 +148,8 @@ def _eval_report_inputs(cfg: FullConfig, o: dict[str, str]) -> ReportInputsConfi
         title=f"soaes recipe report: {cfg.name}",
         speculative=f"{o['distill']}/acceptance_distilled.json",
         speculative_undistilled=f"{o['distill']}/acceptance_undistilled.json",
+        speculative_eagle3=f"{o['distill']}/acceptance_eagle3.json",
+        speculative_choice=f"{o['distill']}/acceptance.json",
         serving=f"{o['serve_bench']}/bench.json" if cfg.serve_bench else None,
         loss_curves={
             "cpt": f"{o['cpt']}/metrics.jsonl",

@@ -60,10 +60,15 @@ def cpt_retention(cfg: EvalConfig, per_model: dict[str, dict], boot: Boot) -> Re
 def _inputs(cfg: EvalConfig) -> dict[str, Any]:
     """Speculative, serving and loss-curve sections from the files the config names."""
     rep = cfg.report
-    spec = {
+    spec: dict[str, Any] = {
         k: read_json(p)
-        for k, p in (("distilled", rep.speculative), ("undistilled", rep.speculative_undistilled))
+        for k, p in (
+            ("distilled", rep.speculative),
+            ("undistilled", rep.speculative_undistilled),
+            ("eagle3", rep.speculative_eagle3),
+        )
     }
+    spec["served"] = (read_json(rep.speculative_choice) or {}).get("served")
     serving = read_json(rep.serving)
     return {
         "speculative": Speculative(**{k: v for k, v in spec.items() if v is not None}),

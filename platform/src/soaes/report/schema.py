@@ -234,10 +234,24 @@ class Acceptance(Open):
 
 
 class Speculative(Frozen):
-    """Speculative decoding with the distilled (and undistilled) draft."""
+    """Speculative decoding: every candidate measured, and the one chosen to be served."""
 
     distilled: Acceptance | None = Field(default=None, description="Distilled draft.")
     undistilled: Acceptance | None = Field(default=None, description="Undistilled draft.")
+    eagle3: Acceptance | None = Field(default=None, description="EAGLE-3 head.")
+    served: str | None = Field(
+        default=None, description="Candidate chosen by measurement (a field name above)."
+    )
+
+    def candidates(self) -> dict[str, Acceptance]:
+        """The measured candidates with rows, by name."""
+        named = {"distilled": self.distilled, "undistilled": self.undistilled}
+        named["eagle3"] = self.eagle3
+        return {k: v for k, v in named.items() if v is not None and v.rows}
+
+    def served_name(self) -> str:
+        """The served candidate's name (the distilled draft when none was recorded)."""
+        return self.served if self.served in self.candidates() else "distilled"
 
 
 class ServingSingle(Open):
