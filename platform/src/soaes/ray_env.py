@@ -75,6 +75,7 @@ def quiet_console(config_dir: str | os.PathLike | None = None) -> dict[str, str]
     done = {k: v for k, v in wanted.items() if k not in os.environ}
     os.environ.update(done)
     _quiet["on"] = True  # connect() then filters forwarded worker output
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per HTTP request
     return done
 
 

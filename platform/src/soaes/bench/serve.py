@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import os
 import socket
 import sqlite3
@@ -274,7 +275,21 @@ def run_phases(
 
 
 def main(argv: list[str]) -> int:
-    """Run the benchmark; returns 0 when every correctness check held."""
+    """Run the benchmark; returns 0 when every correctness check held. The caller's root
+    logging is restored afterwards: Ray Serve's LLM modules switch the driver's root handlers
+    to JSON records, which flooded a recipe's later stages."""
+    root = logging.getLogger()
+    saved = (root.level, [(h, h.formatter) for h in root.handlers])
+    try:
+        return _main(argv)
+    finally:
+        root.setLevel(saved[0])
+        root.handlers = [h for h, _ in saved[1]]
+        for h, fmt in saved[1]:
+            h.setFormatter(fmt)
+
+
+def _main(argv: list[str]) -> int:
     from ray import serve
 
     from soaes.ray_env import connect
