@@ -245,8 +245,11 @@ class Speculative(Frozen):
 
     def candidates(self) -> dict[str, Acceptance]:
         """The measured candidates with rows, by name."""
-        named = {"distilled": self.distilled, "undistilled": self.undistilled}
-        named["eagle3"] = self.eagle3
+        named = {
+            "distilled": self.distilled,
+            "undistilled": self.undistilled,
+            "eagle3": self.eagle3,
+        }
         return {k: v for k, v in named.items() if v is not None and v.rows}
 
     def served_name(self) -> str:

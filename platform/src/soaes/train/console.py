@@ -7,17 +7,13 @@ DeepSpeed prints its engine set-up; they drowned soaes' progress lines. :func:`r
 (called in every worker once Ray Train has configured its logging) keeps on the console only
 soaes' records and warnings/errors of any library; every record (INFO and up) also goes to
 ``<run_dir>/logs/worker_<rank>.log``. Python warnings (torch's deprecation notices, once per
-worker) are captured into logging and kept in that file, off the terminal. Ray Train's controller logs below WARNING go to Ray's
-own files only (:data:`RAY_TRAIN_CONSOLE_LEVEL`, set through ``RunConfig.logging_config``).
+worker) are captured into logging and kept in that file, off the terminal. Ray Train's
+controller logs below WARNING go to Ray's own files only (:data:`RAY_TRAIN_CONSOLE_LEVEL`, set through ``RunConfig.logging_config``).
 """
 
 from __future__ import annotations
 
-import contextlib
-import io
 import logging
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 # Console level of Ray Train's ``ray.train`` loggers (controller and workers); its system log
@@ -73,37 +69,3 @@ def route_worker_logs(
     logging.getLogger("soaes").setLevel(logging.INFO)
     logging.captureWarnings(True)
     return path
-
-
-class _LogStream(io.TextIOBase):
-    """A text stream whose every complete line becomes an INFO record of ``logger``."""
-
-    def __init__(self, logger: logging.Logger) -> None:
-        super().__init__()
-        self._logger, self._buf = logger, ""
-
-    def write(self, text: str) -> int:
-        self._buf += text
-        *lines, self._buf = self._buf.split("\n")
-        for line in filter(str.strip, lines):
-            self._logger.info(line)
-        return len(text)
-
-    def flush(self) -> None:
-        if self._buf.strip():
-            self._logger.info(self._buf)
-        self._buf = ""
-
-
-@contextlib.contextmanager
-def stdout_to_log(name: str) -> Iterator[None]:
-    """Within the block, ``print`` output becomes INFO records of logger ``name`` (kept in
-    the run's log file, off the terminal): DeepSpeed prints its communication op set-up
-    ("... built successfully") at every engine start."""
-    stream = _LogStream(logging.getLogger(name))
-    old, sys.stdout = sys.stdout, stream
-    try:
-        yield
-    finally:
-        sys.stdout = old
-        stream.flush()

@@ -22,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from soaes.config.train import OptimSpec
-from soaes.train.console import stdout_to_log
 from soaes.train.ds_config import lr_multiplier
 
 log = logging.getLogger(__name__)
@@ -169,12 +168,11 @@ def create_engine(model: Any, ds_config: dict[str, Any], optim: OptimSpec, total
     def make_scheduler(opt: Any) -> Any:
         return torch.optim.lr_scheduler.LambdaLR(opt, schedule)
 
-    with stdout_to_log("DeepSpeed"):  # its comm op's "built successfully" print
-        engine, *_ = deepspeed.initialize(
-            model=model,
-            optimizer=optimizer,
-            model_parameters=None if optimizer else groups,
-            lr_scheduler=make_scheduler,
-            config=ds_config,
-        )
+    engine, *_ = deepspeed.initialize(
+        model=model,
+        optimizer=optimizer,
+        model_parameters=None if optimizer else groups,
+        lr_scheduler=make_scheduler,
+        config=ds_config,
+    )
     return engine
