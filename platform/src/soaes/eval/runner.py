@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -195,6 +196,7 @@ def evaluate_model(
     """
     out = Path(cfg.output_dir) / "models" / m.name
     t0 = time.perf_counter()
+    _cap_threads()
     qa = _qa_part(m, cfg, qa_sets, out)
     mmlu, ppl = _lm_part(m, cfg, mmlu_items, ppl_sets, out)
     result = {
@@ -207,6 +209,20 @@ def evaluate_model(
     write_json(out / "result.json", strip_per_item(result))
     write_json(out / CACHE_FILE, {"cache_key": cache_key, **result})
     return result
+
+
+def _cap_threads() -> None:
+    """At most one torch thread per CPU this process may run on.
+
+    Ray sets a task's OMP_NUM_THREADS to its logical CPUs, which on an embedded cluster
+    (2 logical per core) is more threads than cores: spinning OpenMP threads then slow
+    every forward pass several times over.
+    """
+    import torch
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    if cores and torch.get_num_threads() > cores:
+        torch.set_num_threads(cores)
 
 
 def strip_per_item(obj: Any) -> Any:
