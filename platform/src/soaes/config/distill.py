@@ -219,6 +219,10 @@ class Eagle3Config(StrictModel):
     batch_size: int = Field(default=8, ge=1, description="Rows per step.")
     lr: float = Field(default=1e-3, gt=0, description="AdamW learning rate (after warm-up).")
     warmup_steps: int = Field(default=10, ge=0, description="Linear warm-up steps.")
+    schedule: Literal["cosine", "linear", "constant"] = Field(
+        default="cosine", description="Decay after warm-up, to min_lr_ratio at the last step."
+    )
+    min_lr_ratio: float = Field(default=0.1, ge=0, le=1, description="Final LR as a share of lr.")
     seed: int = Field(default=0, description="Initialisation and sampling seed.")
 
 

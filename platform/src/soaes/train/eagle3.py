@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from soaes.config.distill import Eagle3Config
+from soaes.config.train import OptimSpec
 from soaes.models.eagle3 import (
     default_aux_layers,
     draft_steps,
@@ -30,6 +31,7 @@ from soaes.models.eagle3 import (
     read_config,
     save_head,
 )
+from soaes.train.ds_config import lr_multiplier
 from soaes.train.losses import forward_kl
 
 log = logging.getLogger(__name__)
@@ -148,9 +150,15 @@ def train_eagle3(
         with torch.no_grad():
             return float(head_loss(head, target, held_batch, aux_layers, cfg, draft_ids)["top1"])
 
+    schedule = OptimSpec(
+        lr=cfg.lr,
+        schedule=cfg.schedule,
+        warmup_steps=cfg.warmup_steps,
+        min_lr_ratio=cfg.min_lr_ratio,
+    )
     before, losses, rng, t0 = held_top1(), [], np.random.default_rng(cfg.seed), time.time()
     for step in range(1, cfg.steps + 1):
-        lr = cfg.lr * min(1.0, step / max(cfg.warmup_steps, 1))
+        lr = cfg.lr * lr_multiplier(step - 1, schedule, cfg.steps)
         for g in opt.param_groups:
             g["lr"] = lr
         pick = rng.choice(len(rows), size=min(cfg.batch_size, len(rows)), replace=False)
