@@ -120,6 +120,32 @@ def head_loss(head, target, batch, aux_layers, cfg: Eagle3Config, draft_ids) -> 
     return {"loss": sum(losses), "step_losses": [x.item() for x in losses], "top1": agree}
 
 
+def _fit(head, step_loss, rows: list[dict], cfg: Eagle3Config, pad: int) -> list[float]:
+    """``cfg.steps`` AdamW steps on random batches of ``rows`` (warm-up, then ``cfg.schedule``);
+    ``step_loss(batch)`` is :func:`head_loss` bound to the target. Returns the train losses."""
+    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0)
+    schedule = OptimSpec(
+        lr=cfg.lr,
+        schedule=cfg.schedule,
+        warmup_steps=cfg.warmup_steps,
+        min_lr_ratio=cfg.min_lr_ratio,
+    )
+    losses, rng = [], np.random.default_rng(cfg.seed)
+    for step in range(1, cfg.steps + 1):
+        for g in opt.param_groups:
+            g["lr"] = cfg.lr * lr_multiplier(step - 1, schedule, cfg.steps)
+        pick = rng.choice(len(rows), size=min(cfg.batch_size, len(rows)), replace=False)
+        r = step_loss(pad_batch([rows[i] for i in pick], pad))
+        opt.zero_grad()
+        r["loss"].backward()
+        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
+        opt.step()
+        losses.append(r["loss"].item())
+        if step % 10 == 0 or step == cfg.steps:
+            log.info("eagle3 step %d loss %.3f steps %s", step, losses[-1], r["step_losses"])
+    return losses
+
+
 def train_eagle3(
     cfg: Eagle3Config, target_dir: str, data_dir: str | Path, out_dir: str | Path
 ) -> dict[str, Any]:
@@ -142,7 +168,6 @@ def train_eagle3(
         tcfg, aux_layers, len(draft_ids) if draft_ids is not None else tcfg["vocab_size"]
     )
     head = init_head(target, hcfg, draft_ids, cfg.seed).train()
-    opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=0.0)
     pad = int(tcfg.get("pad_token_id") or 0)
     held_batch = pad_batch(held[: cfg.batch_size], pad)
 
@@ -150,28 +175,10 @@ def train_eagle3(
         with torch.no_grad():
             return float(head_loss(head, target, held_batch, aux_layers, cfg, draft_ids)["top1"])
 
-    schedule = OptimSpec(
-        lr=cfg.lr,
-        schedule=cfg.schedule,
-        warmup_steps=cfg.warmup_steps,
-        min_lr_ratio=cfg.min_lr_ratio,
+    before, t0 = held_top1(), time.time()
+    losses = _fit(
+        head, lambda b: head_loss(head, target, b, aux_layers, cfg, draft_ids), rows, cfg, pad
     )
-    before, losses, rng, t0 = held_top1(), [], np.random.default_rng(cfg.seed), time.time()
-    for step in range(1, cfg.steps + 1):
-        lr = cfg.lr * lr_multiplier(step - 1, schedule, cfg.steps)
-        for g in opt.param_groups:
-            g["lr"] = lr
-        pick = rng.choice(len(rows), size=min(cfg.batch_size, len(rows)), replace=False)
-        r = head_loss(
-            head, target, pad_batch([rows[i] for i in pick], pad), aux_layers, cfg, draft_ids
-        )
-        opt.zero_grad()
-        r["loss"].backward()
-        torch.nn.utils.clip_grad_norm_(head.parameters(), 1.0)
-        opt.step()
-        losses.append(r["loss"].item())
-        if step % 10 == 0 or step == cfg.steps:
-            log.info("eagle3 step %d loss %.3f steps %s", step, losses[-1], r["step_losses"])
     summary = {
         "steps": cfg.steps,
         "train_seconds": time.time() - t0,
