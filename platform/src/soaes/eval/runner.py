@@ -217,12 +217,16 @@ def _cap_threads() -> None:
     Ray sets a task's OMP_NUM_THREADS to its logical CPUs, which on an embedded cluster
     (2 logical per core) is more threads than cores: spinning OpenMP threads then slow
     every forward pass several times over.
+
+    Calls torch's built-in setter (``torch._C.set_num_threads``): an in-process vLLM CPU
+    engine that ran earlier in this worker replaces ``torch.set_num_threads`` with a no-op
+    for the rest of the process; the next engine binds its threads again at start-up.
     """
     import torch
 
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     if cores and torch.get_num_threads() > cores:
-        torch.set_num_threads(cores)
+        torch._C.set_num_threads(cores)
 
 
 def strip_per_item(obj: Any) -> Any:
