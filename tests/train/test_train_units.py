@@ -36,7 +36,7 @@ def test_ds_config_zero3_bf16_offload_and_passthrough():
         extra={"zero_optimization": {"sub_group_size": 7}},
     )
     cfg = build_ds_config(
-        ds, OptimSpec(lr=3e-4, grad_clip=0.5), micro_batch_size=2, grad_accum_steps=8
+        ds, OptimSpec(lr=3e-4, grad_clip=0.5), micro_batch_size=2, grad_accum_steps=8, world_size=1
     )
     zero = cfg["zero_optimization"]
     assert zero["stage"] == 3 and zero["offload_optimizer"]["device"] == "cpu"
@@ -49,9 +49,23 @@ def test_ds_config_zero3_bf16_offload_and_passthrough():
 
 
 def test_ds_config_client_optimizer_on_cpu():
-    cfg = build_ds_config(DeepSpeedSpec(), OptimSpec(grad_clip=None), 4, 1)
+    cfg = build_ds_config(DeepSpeedSpec(), OptimSpec(grad_clip=None), 4, 1, world_size=2)
     assert "optimizer" not in cfg and "gradient_clipping" not in cfg
     assert cfg["zero_optimization"]["stage"] == 2 and not cfg["bf16"]["enabled"]
+
+
+def test_one_worker_without_offload_runs_zero_stage_0():
+    optim = OptimSpec()
+    for stage in (1, 2, 3):
+        one = build_ds_config(DeepSpeedSpec(zero_stage=stage), optim, 4, 1, world_size=1)
+        assert one["zero_optimization"]["stage"] == 0
+        assert "stage3_gather_16bit_weights_on_model_save" not in one["zero_optimization"]
+        kept = DeepSpeedSpec(zero_stage=stage, zero_on_one_worker=True)
+        assert build_ds_config(kept, optim, 4, 1, 1)["zero_optimization"]["stage"] == stage
+    offload = DeepSpeedSpec(
+        zero_stage=2, optimizer="deepspeed_adamw", offload_optimizer="cpu"
+    )  # ZeRO-Offload needs a ZeRO stage even on one worker
+    assert build_ds_config(offload, optim, 4, 1, 1)["zero_optimization"]["stage"] == 2
 
 
 def test_lr_schedule_warmup_then_cosine_to_floor():
@@ -83,8 +97,9 @@ def test_plan_fields_come_from_every_kind_of_training_config(pipeline, monkeypat
     f = plan_fields(cfg, rows=10 * per_step, epochs=2.0, max_steps=None)
     assert set(f) <= {field.name for field in dataclasses.fields(RunPlan)}
     assert (f["micro_per_epoch"], f["total_steps"]) == (10 * cfg.grad_accum_steps, 20)
+    world = cfg.scaling.num_workers
     assert f["ds_config"] == build_ds_config(
-        cfg.deepspeed, cfg.optim, cfg.micro_batch_size, cfg.grad_accum_steps
+        cfg.deepspeed, cfg.optim, cfg.micro_batch_size, cfg.grad_accum_steps, world
     )
     assert (f["fail_at_step"], f["fail_rank"], f["seed"]) == (3, cfg.fault.fail_rank, cfg.seed)
     assert plan_fields(cfg, 10 * per_step, 2.0, max_steps=7)["total_steps"] == 7
@@ -92,7 +107,7 @@ def test_plan_fields_come_from_every_kind_of_training_config(pipeline, monkeypat
     f = plan_fields(cfg, 10 * per_step, 1.0, None, optim=stage_optim)
     assert f["optim"].lr == 1e-3
     assert f["ds_config"] == build_ds_config(
-        cfg.deepspeed, stage_optim, cfg.micro_batch_size, cfg.grad_accum_steps
+        cfg.deepspeed, stage_optim, cfg.micro_batch_size, cfg.grad_accum_steps, world
     )
 
 

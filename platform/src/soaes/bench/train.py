@@ -1,6 +1,7 @@
 """``soaes bench train``: the Ray Train + DeepSpeed loop against a plain PyTorch loop.
 
-Prints, from one run on the same machine, for each micro-batch size:
+Prints, from one run on the same machine, for each micro-batch size (``--repeats`` plain/Ray
+pairs run alternately; median and min-max of each figure):
 
 1. steady-state tokens/s of the real CPT stack (``run_cpt``: Ray Train workers, DeepSpeed
    engine, Ray Data input) against a single-process PyTorch loop with the same model,
@@ -55,11 +56,25 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
         "--workers", type=int, default=1, help="Ray Train workers (1 core or 1 GPU each)"
     )
     p.add_argument("--zero", type=int, default=2, help="DeepSpeed ZeRO stage of the Ray run")
-    p.add_argument("--steps", type=int, default=10, help="measured steps (after warm-up)")
+    p.add_argument(
+        "--zero-on-one-worker",
+        action="store_true",
+        help="keep --zero at one worker (deepspeed.zero_on_one_worker; default: stage 0 there)",
+    )
+    p.add_argument("--steps", type=int, default=20, help="measured steps (after warm-up)")
+    p.add_argument(
+        "--repeats",
+        type=int,
+        default=3,
+        help="plain/Ray pairs per micro-batch, run alternately; figures are their median",
+    )
     p.add_argument("--warmup", type=int, default=3, help="steps excluded from tokens/s")
     p.add_argument("--work-dir", default="runs/bench_train", help="data and run folders")
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
+    for name in ("steps", "repeats"):
+        if getattr(args, name) < 1:
+            p.error(f"--{name} must be at least 1")
     defaults = CUDA_DEFAULTS if args.device == "cuda" else CPU_DEFAULTS
     args.model = args.model or defaults["model"]
     args.seq_len = args.seq_len or defaults["seq_len"]
@@ -192,6 +207,7 @@ def ray_run(
         scaling={"num_workers": args.workers, "cpus_per_worker": 1, "use_gpu": cuda},
         deepspeed={
             "zero_stage": args.zero,
+            "zero_on_one_worker": args.zero_on_one_worker,
             "precision": "bf16" if cuda else "fp32",
             "optimizer": "torch_adamw",  # fused on CUDA (soaes.train.engine.create_engine)
         },
@@ -219,6 +235,7 @@ def ray_run(
         "worker_start_s": start["worker_start_s"],
         "engine_ready_s": start["engine_ready_s"],
         "submit_to_first_step_s": first["since_submit_s"],
+        "zero_stage": start.get("zero_stage"),
         "peak_rss_mb": end["peak_rss_mb"],
     }
 
@@ -249,15 +266,22 @@ def model_params(model_path: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def compare(
+def spread(values: list[float]) -> dict[str, float]:
+    """Median, min and max of repeated measurements."""
+    import statistics
+
+    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
+
+
+def pair(
     args: argparse.Namespace, data: Path, model_path: str, mb: int, peak: float | None
 ) -> dict[str, Any]:
-    """One micro-batch size: plain loop, then the Ray run; ratio per core/GPU and MFU."""
+    """One repetition: the plain loop, then the Ray run; ratio per core/GPU and MFU."""
     from soaes.train.metrics import mfu
 
     plain = plain_loop(model_path, data, mb, args)
     ray = ray_run(data, args, mb, f"{args.device}_mb{mb}", peak)
-    row = {"micro_batch": mb, "plain": plain, "ray": ray}
+    row = {"plain": plain, "ray": ray}
     row["ratio_per_device"] = ray["tokens_per_s"] / args.workers / plain["tokens_per_s"]
     if peak:
         n = model_params(model_path)
@@ -266,27 +290,56 @@ def compare(
     return row
 
 
+def compare(
+    args: argparse.Namespace, data: Path, model_path: str, mb: int, peak: float | None
+) -> dict[str, Any]:
+    """One micro-batch size: ``args.repeats`` plain/Ray pairs, run alternately so that a
+    change of machine load falls on both sides; each figure's median and min-max."""
+    reps = [pair(args, data, model_path, mb, peak) for _ in range(args.repeats)]
+    row: dict[str, Any] = {"micro_batch": mb, "repetitions": reps}
+    figures = {
+        "ratio_per_device": [r["ratio_per_device"] for r in reps],
+        "plain_step_time_s": [r["plain"]["step_time_s"] for r in reps],
+        "ray_step_time_s": [r["ray"]["step_time_s"] for r in reps],
+        "submit_to_first_step_s": [r["ray"]["submit_to_first_step_s"] for r in reps],
+    }
+    if peak:
+        figures["mfu_plain"] = [r["mfu_plain"] for r in reps]
+        figures["mfu_ray"] = [r["mfu_ray"] for r in reps]
+    row.update({k: spread(v) for k, v in figures.items()})
+    row["zero_stage"] = reps[0]["ray"]["zero_stage"]
+    row["attention"] = reps[0]["plain"]["attention"]
+    return row
+
+
+def _fmt(s: dict[str, float], scale: float = 1.0, digits: int = 0) -> str:
+    """``median (min-max)``."""
+    m, lo, hi = (round(s[k] * scale, digits) for k in ("median", "min", "max"))
+    return f"{m:.{digits}f} ({lo:.{digits}f}-{hi:.{digits}f})"
+
+
 def report(fig: dict[str, Any]) -> str:
-    """The printed table."""
+    """The printed table: medians over the repetitions with their min-max."""
     unit = "GPU" if fig["device"] == "cuda" else "core"
     lines = [
         f"model {fig['model']} ({fig['params'] / 1e6:.1f}M), seq_len {fig['seq_len']}, "
-        f"{fig['device']}, {fig['workers']} Ray Train worker(s) x 1 {unit}, ZeRO-{fig['zero']}, "
-        f"{fig['steps']} measured steps after {fig['warmup']} warm-up",
+        f"{fig['device']}, {fig['workers']} Ray Train worker(s) x 1 {unit}, ZeRO-{fig['zero']} "
+        f"configured, {fig['steps']} measured steps after {fig['warmup']} warm-up, "
+        f"{fig['repeats']} alternating repetitions (median (min-max))",
     ]
     if fig.get("peak_tflops"):
         lines.append(f"measured bf16 matmul peak: {fig['peak_tflops']:.0f} TFLOP/s")
     for r in fig["runs"]:
-        p, d = r["plain"], r["ray"]
-        mfu = f", MFU {r['mfu_plain']:.1%} / {r['mfu_ray']:.1%}" if "mfu_ray" in r else ""
+        mfu = ""
+        if "mfu_ray" in r:
+            mfu = f", MFU {_fmt(r['mfu_plain'], 100, 1)}% / {_fmt(r['mfu_ray'], 100, 1)}%"
         lines += [
-            f"micro-batch {r['micro_batch']}: plain {p['tokens_per_s']:.0f} tok/s "
-            f"({p['step_time_s'] * 1e3:.0f} ms/step) | Ray Train + DeepSpeed "
-            f"{d['tokens_per_s']:.0f} tok/s ({d['step_time_s'] * 1e3:.0f} ms/step) | "
-            f"ratio per {unit} {r['ratio_per_device']:.3f} (goal >= 0.9){mfu}",
-            f"  submit -> first step {d['submit_to_first_step_s']:.1f} s (workers up "
-            f"{d['worker_start_s']:.1f} s, engine ready {d['engine_ready_s']:.1f} s); "
-            f"attention {p['attention']}",
+            f"micro-batch {r['micro_batch']}: plain {_fmt(r['plain_step_time_s'], 1e3)} ms/step"
+            f" | Ray Train + DeepSpeed (ZeRO-{r['zero_stage']} run) "
+            f"{_fmt(r['ray_step_time_s'], 1e3)} ms/step | ratio per {unit} "
+            f"{_fmt(r['ratio_per_device'], 1, 3)} (goal >= 0.9){mfu}",
+            f"  submit -> first step {_fmt(r['submit_to_first_step_s'], 1, 1)} s; "
+            f"attention {r['attention']}",
         ]
     return "\n".join(lines)
 
@@ -320,6 +373,7 @@ def main(argv: list[str]) -> int:
         "zero": args.zero,
         "steps": args.steps,
         "warmup": args.warmup,
+        "repeats": args.repeats,
         "peak_tflops": peak,
         "runs": [compare(args, data, model_path, mb, peak) for mb in args.micro_batch],
     }

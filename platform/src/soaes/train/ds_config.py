@@ -22,25 +22,40 @@ def _deep_merge(base: dict, extra: dict) -> dict:
     return out
 
 
+def effective_zero_stage(ds: DeepSpeedSpec, world_size: int) -> int:
+    """The ZeRO stage a run of ``world_size`` workers uses: ``ds.zero_stage``, except 0 for a
+    single worker without offload (nothing to partition; ZeRO would only copy gradients into
+    flat buffers) unless ``ds.zero_on_one_worker``."""
+    offload = ds.offload_optimizer != "none" or ds.offload_param != "none"
+    if world_size == 1 and not offload and not ds.zero_on_one_worker:
+        return 0
+    return ds.zero_stage
+
+
 def build_ds_config(
-    ds: DeepSpeedSpec, optim: OptimSpec, micro_batch_size: int, grad_accum_steps: int
+    ds: DeepSpeedSpec,
+    optim: OptimSpec,
+    micro_batch_size: int,
+    grad_accum_steps: int,
+    world_size: int,
 ) -> dict[str, Any]:
     """The DeepSpeed config dict for ``deepspeed.initialize``.
 
-    ``train_batch_size`` is left for DeepSpeed to derive (micro x accumulation x world size)
-    so the same dict is right for any number of workers.
+    ``train_batch_size`` is left for DeepSpeed to derive (micro x accumulation x world size).
 
     Args:
         ds: engine options (ZeRO stage, precision, offload, ``extra`` pass-through keys).
         optim: AdamW settings; used only when DeepSpeed builds the optimizer itself.
         micro_batch_size: sequences per worker per micro-step.
         grad_accum_steps: micro-steps per optimizer step.
+        world_size: training workers; the ZeRO stage is :func:`effective_zero_stage`.
 
     Returns:
         A JSON-able dict; ``ds.extra`` is deep-merged last so any engine key can be set.
     """
+    stage = effective_zero_stage(ds, world_size)
     zero: dict[str, Any] = {
-        "stage": ds.zero_stage,
+        "stage": stage,
         "overlap_comm": ds.overlap_comm,
         "contiguous_gradients": True,
         "reduce_bucket_size": ds.reduce_bucket_size,
@@ -49,7 +64,7 @@ def build_ds_config(
         zero["offload_optimizer"] = {"device": ds.offload_optimizer, "pin_memory": True}
     if ds.offload_param != "none":
         zero["offload_param"] = {"device": ds.offload_param, "pin_memory": True}
-    if ds.zero_stage == 3:
+    if stage == 3:
         # Lets the HF export gather full weights on rank 0 (engine._zero3_consolidated_16bit_state_dict).
         zero["stage3_gather_16bit_weights_on_model_save"] = True
     cfg: dict[str, Any] = {

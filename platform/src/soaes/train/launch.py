@@ -91,7 +91,11 @@ def plan_fields(
     return {
         "activation_checkpointing": cfg.deepspeed.activation_checkpointing,
         "ds_config": build_ds_config(
-            cfg.deepspeed, optim, cfg.micro_batch_size, cfg.grad_accum_steps
+            cfg.deepspeed,
+            optim,
+            cfg.micro_batch_size,
+            cfg.grad_accum_steps,
+            cfg.scaling.num_workers,
         ),
         "optim": optim,
         "micro_batch_size": cfg.micro_batch_size,

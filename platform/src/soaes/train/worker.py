@@ -180,14 +180,17 @@ def announce_start(plan: RunPlan, w: WorkerStart) -> None:
     """The ``start`` record and (rank 0) the run's start line on the console."""
     import torch.distributed as dist
 
-    emit(plan, {"event": "start", **w.state.as_dict(), "world_size": w.world, **w.since_submit_s})
+    zero = plan.ds_config.get("zero_optimization", {}).get("stage", 0)
+    body = {"event": "start", **w.state.as_dict(), "world_size": w.world, "zero_stage": zero}
+    emit(plan, {**body, **w.since_submit_s})
     if dist.get_rank() == 0:
         log.info(
-            "[%s] start: step %d/%d, %d worker(s), engine ready %.1f s after submit",
+            "[%s] start: step %d/%d, %d worker(s), ZeRO-%d, engine ready %.1f s after submit",
             plan.run.name,
             w.state.step,
             plan.total_steps,
             w.world,
+            zero,
             w.since_submit_s["engine_ready_s"],
         )
 
