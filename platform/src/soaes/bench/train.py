@@ -266,13 +266,6 @@ def model_params(model_path: str) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
-def spread(values: list[float]) -> dict[str, float]:
-    """Median, min and max of repeated measurements."""
-    import statistics
-
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def pair(
     args: argparse.Namespace, data: Path, model_path: str, mb: int, peak: float | None
 ) -> dict[str, Any]:
@@ -295,6 +288,8 @@ def compare(
 ) -> dict[str, Any]:
     """One micro-batch size: ``args.repeats`` plain/Ray pairs, run alternately so that a
     change of machine load falls on both sides; each figure's median and min-max."""
+    from soaes.eval.spec_bound import spread
+
     reps = [pair(args, data, model_path, mb, peak) for _ in range(args.repeats)]
     row: dict[str, Any] = {"micro_batch": mb, "repetitions": reps}
     figures = {

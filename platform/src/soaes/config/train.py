@@ -64,8 +64,8 @@ class DeepSpeedSpec(StrictModel):
         default=False,
         description="Keep zero_stage 1-3 when the run has a single worker and no offload. "
         "False (default): such a run uses stage 0, since one worker has nothing to partition and "
-        "ZeRO-1/2 then only copy every gradient into flat buffers (+6-10% step time measured "
-        "at micro-batch 16 on CPU, `soaes bench train --zero-on-one-worker`).",
+        "ZeRO-1/2 then only copy every gradient into flat buffers (about 11 ms of a 200 ms "
+        "step at micro-batch 16 on CPU, scripts/profile_train_step.py).",
     )
     extra: dict[str, Any] = Field(
         default_factory=dict,

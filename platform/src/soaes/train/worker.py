@@ -180,7 +180,7 @@ def announce_start(plan: RunPlan, w: WorkerStart) -> None:
     """The ``start`` record and (rank 0) the run's start line on the console."""
     import torch.distributed as dist
 
-    zero = plan.ds_config.get("zero_optimization", {}).get("stage", 0)
+    zero = w.engine.zero_optimization_stage()
     body = {"event": "start", **w.state.as_dict(), "world_size": w.world, "zero_stage": zero}
     emit(plan, {**body, **w.since_submit_s})
     if dist.get_rank() == 0:
